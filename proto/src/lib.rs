@@ -2,9 +2,19 @@
 //! id/value types that cross it.
 //!
 //! Layout:
-//! - `types`: validated domain ids and values (`TenantId`, `FrameRange`, ...) shared by every crate.
-//!
-//! The gRPC package `flatrender.render.v1` (generated from `flatrender/render/v1/*.proto`) lands
-//! here with the control-plane API.
+//! - `pb`: code generated from `flatrender/render/v1/*.proto` (package `flatrender.render.v1`):
+//!   messages, and tonic clients and servers for `RenderService`, `NodeService`, `AdminService`.
+//! - `types`: validated domain ids and values (`TenantId`, `FrameRange`, `LeaseToken`, ...).
+//! - `convert`: protobuf ⇄ domain conversions; errors name the offending field.
 
+pub mod convert;
 pub mod types;
+
+/// Generated protobuf messages and gRPC stubs. Use with the `pb::` prefix; never glob-import.
+#[allow(clippy::all, missing_docs)]
+pub mod pb {
+    tonic::include_proto!("flatrender.render.v1");
+
+    /// Encoded `FileDescriptorSet` of the package, for gRPC server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/flatrender_descriptor.bin"));
+}

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Installs what FlatRender needs to build and test, idempotently: safe to run again and again.
+# On a fresh Debian/Ubuntu machine run it as root (CI does); as a normal user it uses sudo when
+# something is missing. It installs only what is absent.
+set -euo pipefail
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    log "need root to run: $*"; exit 1; fi
+}
+
+apt_updated=0
+apt_install() {
+  if ! command -v apt-get >/dev/null; then
+    log "missing packages ($*) and no apt-get: install them with your package manager"; exit 1
+  fi
+  if [ "$apt_updated" -eq 0 ]; then
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    apt_updated=1
+  fi
+  log "installing $*"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# PostgreSQL 15+ server binaries (initdb, pg_ctl): looked up where the control plane looks.
+have_pg_server() {
+  local dir
+  for dir in ${FLATRENDER_PG_BIN_DIR:-} $(printf '%s' "$PATH" | tr ':' ' ') /usr/lib/postgresql/*/bin; do
+    if [ -x "$dir/initdb" ] && [ -x "$dir/pg_ctl" ]; then
+      local major
+      major=$("$dir/initdb" --version | sed -E 's/^[^)]*\) *([0-9]+).*/\1/')
+      [ "${major:-0}" -ge 15 ] && return 0
+    fi
+  done
+  return 1
+}
+
+missing=()
+have_pg_server || missing+=(postgresql-15)
+command -v psql >/dev/null || missing+=(postgresql-client-15)
+command -v cc >/dev/null || missing+=(build-essential)
+if [ "${#missing[@]}" -gt 0 ]; then
+  apt_install "${missing[@]}"
+fi
+
+# PostgreSQL refuses to run as root: the private clusters run as this unprivileged user then.
+if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
+  log "creating system user postgres"
+  useradd --system --home-dir /var/lib/postgresql --shell /usr/sbin/nologin postgres
+fi
+
+command -v cargo >/dev/null || { log "cargo not found: install Rust from https://rustup.rs"; exit 1; }
+rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
+
+log "ok"
