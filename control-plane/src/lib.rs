@@ -1,15 +1,33 @@
 //! The FlatRender control plane: owns the PostgreSQL `render` schema and hands out frame jobs.
 //!
 //! Layout:
-//! - `db`: the connection pool, the SQLSTATE classifier and the migration runner (`db::migrate`).
-//! - `embedded_pg`: a private PostgreSQL cluster under a data folder, used when no database URL
-//!   is configured and by the test harness.
-//! - `testing` (tests and the `testing` feature): `TestDb`, a freshly migrated database per test.
-//!
-//! The gRPC API, dispatch, leases, nodes, health ingestion and partition upkeep land here with
-//! the control-plane issue.
+//! - `server`: wires everything and runs the gRPC and HTTP listeners until shutdown.
+//! - `config`: layered configuration with one validation pass.
+//! - `api`: the gRPC edge (`RenderService`, `NodeService`, `AdminService`), validation there.
+//! - `jobs`: submission (chunking), reads with progress/ETA, cancel, retry.
+//! - `dispatch`: fair, cache-affine claims under leases; wake-ups of long-polling nodes.
+//! - `leases`: renewal, progress, completion, failure, and the reaper.
+//! - `nodes`: registration, node state machine, coalesced liveness.
+//! - `health`: batched health-sample ingestion. `partitions`: monthly partition upkeep.
+//! - `auth`: bearer tokens. `metrics`: Prometheus. `error`: the crate's error type.
+//! - `db`: repositories (plain SQL), the SQLSTATE classifier and the migration runner.
+//! - `embedded_pg` / `embedded`: the private PostgreSQL used when no database URL is configured.
+//! - `testing` (tests and the `testing` feature): `TestDb`, a migrated database per test.
 
+pub mod api;
+pub mod auth;
+pub mod config;
 pub mod db;
+pub mod dispatch;
+pub mod embedded;
 pub mod embedded_pg;
+pub mod error;
+pub mod health;
+pub mod jobs;
+pub mod leases;
+pub mod metrics;
+pub mod nodes;
+pub mod partitions;
+pub mod server;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

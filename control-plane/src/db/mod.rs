@@ -3,7 +3,15 @@
 //! Repository modules (one per table group) take `&mut PgConnection` so the service layer can
 //! compose several statements into one transaction.
 
+pub mod crashes;
+pub mod frame_job_admin;
+pub mod frame_jobs;
+pub mod health_logs;
+pub mod jobs;
 pub mod migrate;
+pub mod nodes;
+pub mod partitions;
+pub mod tokens;
 
 use thiserror::Error;
 

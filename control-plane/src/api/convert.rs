@@ -1,0 +1,144 @@
+//! Domain → protobuf conversions for responses. (Requests are validated in each service's
+//! handler, where the field names are known.)
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use flatrender_proto::pb;
+
+use crate::{
+    dispatch::Assignment,
+    jobs::{AudioSpec, Job, OutputSpec, TemplateSpec},
+};
+
+/// A timestamp for the wire.
+pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: at.timestamp(),
+        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
+    }
+}
+
+/// An optional timestamp for the wire.
+pub fn timestamp_opt(at: Option<DateTime<Utc>>) -> Option<prost_types::Timestamp> {
+    at.map(timestamp)
+}
+
+/// A duration for the wire.
+pub fn duration(value: Duration) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: i64::try_from(value.as_secs()).unwrap_or(i64::MAX),
+        nanos: i32::try_from(value.subsec_nanos()).unwrap_or(0),
+    }
+}
+
+/// A wire duration as a std duration; negative or missing values are `None`.
+pub fn from_duration(value: Option<&prost_types::Duration>) -> Option<Duration> {
+    let value = value?;
+    if value.seconds < 0 || value.nanos < 0 {
+        return None;
+    }
+    Some(Duration::new(
+        u64::try_from(value.seconds).ok()?,
+        u32::try_from(value.nanos).ok()?,
+    ))
+}
+
+/// A wire timestamp as a chrono time.
+pub fn from_timestamp(value: Option<&prost_types::Timestamp>) -> Option<DateTime<Utc>> {
+    let value = value?;
+    DateTime::from_timestamp(value.seconds, u32::try_from(value.nanos).ok()?)
+}
+
+fn template(spec: &TemplateSpec) -> pb::TemplateRef {
+    pb::TemplateRef {
+        template_id: spec.template_id.to_string(),
+        version: spec.version,
+        download_url: spec.url.to_string(),
+        blake3_hex: spec.hash.to_hex(),
+        size_bytes: spec.size_bytes,
+    }
+}
+
+fn output(spec: &OutputSpec) -> pb::OutputSettings {
+    pb::OutputSettings {
+        output_name: spec.output_name.to_string(),
+        output_module_template: spec.output_module_template.clone().unwrap_or_default(),
+        render_settings_template: spec.render_settings_template.clone().unwrap_or_default(),
+        container: spec.container.clone(),
+        width: spec.width,
+        height: spec.height,
+    }
+}
+
+fn audio(track: &Option<AudioSpec>) -> Option<pb::AudioTrack> {
+    track.as_ref().map(|track| pb::AudioTrack {
+        url: track.url.to_string(),
+        volume: track.volume.get(),
+    })
+}
+
+/// A job for the wire.
+pub fn job(job: &Job) -> pb::RenderJob {
+    let spec = &job.spec;
+    pb::RenderJob {
+        id: job.id.to_string(),
+        tenant_id: spec.tenant_id.to_string(),
+        user_id: spec.user_id.to_string(),
+        saved_project_id: spec.saved_project_id.map(|id| id.to_string()).unwrap_or_default(),
+        idempotency_key: spec.idempotency_key.clone().unwrap_or_default(),
+        kind: spec.kind.to_wire(),
+        priority: i32::from(spec.priority),
+        template: Some(template(&spec.template)),
+        composition: spec.composition.to_string(),
+        frame_range: Some(spec.frame_range.into()),
+        fps: spec.fps,
+        output: Some(output(&spec.output)),
+        music: audio(&spec.music),
+        sfx: audio(&spec.sfx),
+        voiceover: audio(&spec.voiceover),
+        has_voiceover: spec.voiceover.is_some(),
+        requirements: Some(pb::NodeRequirements {
+            os: spec.requirements.os.map_or(0, |os| os.to_wire()),
+            ae_version: spec.requirements.ae_version.clone().unwrap_or_default(),
+            tags: spec.requirements.tags.clone(),
+        }),
+        status: job.status.to_wire(),
+        progress: Some(pb::JobProgress {
+            frames_total: job.progress.frames_total,
+            frames_done: job.progress.frames_done,
+            chunks_total: job.progress.chunks_total,
+            chunks_completed: job.progress.chunks_completed,
+            chunks_leased: job.progress.chunks_leased,
+            eta: if job.status.is_terminal() {
+                None
+            } else {
+                job.progress.eta().map(duration)
+            },
+        }),
+        failure_reason: job.failure_reason.clone().unwrap_or_default(),
+        created_at: Some(timestamp(job.created_at)),
+        started_at: timestamp_opt(job.started_at),
+        finished_at: timestamp_opt(job.finished_at),
+        updated_at: Some(timestamp(job.updated_at)),
+    }
+}
+
+/// An assignment for the wire.
+pub fn assignment(assignment: &Assignment) -> pb::WorkAssignment {
+    pb::WorkAssignment {
+        frame_job_id: assignment.frame_job_id.to_string(),
+        lease_token: assignment.lease_token.get(),
+        lease_expires_at: Some(timestamp(assignment.lease_expires_at)),
+        job_id: assignment.job_id.to_string(),
+        tenant_id: assignment.tenant_id.to_string(),
+        chunk_index: assignment.chunk_index,
+        frame_range: Some(assignment.frame_range.into()),
+        template: Some(template(&assignment.template)),
+        composition: assignment.composition.to_string(),
+        fps: assignment.fps,
+        output: Some(output(&assignment.output)),
+        frames_already_written: assignment.frames_already_written.clone(),
+        attempt: assignment.attempt,
+    }
+}

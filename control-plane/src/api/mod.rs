@@ -1,0 +1,99 @@
+//! The gRPC edge: authenticate, validate and convert requests into domain calls, convert results
+//! back. Domain code never sees protobuf.
+//!
+//! - `render_service`: backends submit and follow jobs.
+//! - `node_service`: agents register, heartbeat, take and report work.
+//! - `admin_service`: ops.
+//! - `status`: the one `ControlPlaneError` → `tonic::Status` mapping.
+//! - `convert`: domain → protobuf.
+
+pub mod admin_service;
+pub mod convert;
+pub mod node_service;
+pub mod render_service;
+pub mod status;
+
+use std::sync::Arc;
+
+use flatrender_proto::types::{FieldError, TokenKind};
+use sqlx::PgPool;
+
+use crate::{
+    auth::{Authenticator, Principal},
+    config::Config,
+    dispatch::Dispatcher,
+    error::ControlPlaneResult,
+    health::HealthIngest,
+    leases::LeaseRenewer,
+    metrics::Metrics,
+    nodes::NodeRegistry,
+};
+
+/// Everything the handlers share.
+pub struct AppState {
+    /// Database pool (render role).
+    pub pool: PgPool,
+    /// Validated configuration.
+    pub config: Arc<Config>,
+    /// Bearer-token checks.
+    pub auth: Authenticator,
+    /// Node view.
+    pub nodes: Arc<NodeRegistry>,
+    /// Claims and wake-ups.
+    pub dispatcher: Arc<Dispatcher>,
+    /// Batched lease renewal.
+    pub renewer: LeaseRenewer,
+    /// Health-sample queue.
+    pub health: HealthIngest,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    /// Authenticates the request and checks the token kind.
+    pub async fn authorize<T>(
+        &self,
+        request: &tonic::Request<T>,
+        allowed: &[TokenKind],
+    ) -> ControlPlaneResult<Principal> {
+        let principal = self.auth.authenticate(request.metadata()).await?;
+        principal.require(allowed)?;
+        Ok(principal)
+    }
+}
+
+/// Refuses strings longer than `max` bytes or with control characters; returns them trimmed.
+pub(crate) fn bounded_text(value: &str, field: &str, max: usize) -> Result<String, FieldError> {
+    if value.len() > max {
+        return Err(FieldError::new(field, format!("must be at most {max} bytes")));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(FieldError::new(field, "must not contain control characters"));
+    }
+    Ok(value.trim().to_owned())
+}
+
+/// Page size: 0 means `default`, otherwise 1..=`max`.
+pub(crate) fn page_size(requested: i32, default: i64, max: i64) -> Result<i64, FieldError> {
+    match i64::from(requested) {
+        0 => Ok(default),
+        size if (1..=max).contains(&size) => Ok(size),
+        _ => Err(FieldError::new("page_size", format!("must be between 1 and {max}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Text limits and page sizes name their field.
+    #[test]
+    fn edge_helpers_name_fields() {
+        assert_eq!(bounded_text(" ok ", "label", 10).unwrap(), "ok");
+        assert_eq!(bounded_text(&"x".repeat(11), "label", 10).unwrap_err().field, "label");
+        assert!(bounded_text("a\u{0}b", "label", 10).is_err());
+        assert_eq!(page_size(0, 50, 500).unwrap(), 50);
+        assert_eq!(page_size(501, 50, 500).unwrap_err().field, "page_size");
+        assert!(page_size(-1, 50, 500).is_err());
+    }
+}

@@ -1,0 +1,493 @@
+//! Layered configuration: defaults in code → TOML file → `FLATRENDER_*` environment → command-line
+//! overrides, then one validation pass whose errors name the key.
+//!
+//! Environment variables map to keys by section: `FLATRENDER_DISPATCH__LEASE_TTL_SECONDS=90` sets
+//! `dispatch.lease_ttl_seconds` (double underscore separates the section). Values parse as TOML
+//! scalars when they can (numbers, booleans) and as strings otherwise.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Prefix of the environment variables that configure the control plane.
+pub const ENV_PREFIX: &str = "FLATRENDER_";
+
+/// A configuration problem, naming the key.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The TOML file could not be read.
+    #[error("config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file, an env var or an override did not parse, or named an unknown key.
+    #[error("{origin}: {message}")]
+    Parse {
+        /// Where the bad value came from.
+        origin: String,
+        /// What is wrong (includes the key).
+        message: String,
+    },
+    /// A value parsed but makes no sense.
+    #[error("config key {key}: {message}")]
+    Invalid {
+        /// Dotted key.
+        key: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The whole control-plane configuration.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the data lives.
+    pub database: DatabaseConfig,
+    /// Listeners.
+    pub server: ServerConfig,
+    /// Job splitting, leases and fair share.
+    pub dispatch: DispatchConfig,
+    /// Health-sample ingestion.
+    pub health: HealthConfig,
+    /// Monthly partitions upkeep.
+    pub partitions: PartitionsConfig,
+}
+
+/// `[database]`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// PostgreSQL URL for the `flatrender_render` role. Empty: run the embedded private cluster.
+    pub url: String,
+    /// Folder for the embedded cluster and its generated secrets.
+    pub data_dir: PathBuf,
+    /// Pool size.
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            data_dir: PathBuf::from("data"),
+            max_connections: 16,
+        }
+    }
+}
+
+/// `[server]`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// gRPC listener.
+    pub grpc_listen: String,
+    /// HTTP listener for `/metrics`, `/healthz`, `/readyz`.
+    pub http_listen: String,
+    /// PEM certificate chain for TLS on the gRPC listener (empty: plaintext).
+    pub tls_cert: PathBuf,
+    /// PEM private key for TLS.
+    pub tls_key: PathBuf,
+    /// Largest accepted gRPC message.
+    pub max_message_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            grpc_listen: "127.0.0.1:50051".into(),
+            http_listen: "127.0.0.1:9464".into(),
+            tls_cert: PathBuf::new(),
+            tls_key: PathBuf::new(),
+            max_message_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// `[dispatch]`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DispatchConfig {
+    /// Frames per chunk for long jobs.
+    pub chunk_frames: i32,
+    /// Jobs are split into at least this many chunks when they have enough frames, so short
+    /// jobs still spread over several nodes.
+    pub min_chunks_per_job: i32,
+    /// Largest frame range a job may ask for.
+    pub max_frames_per_job: i32,
+    /// Attempts per chunk before the job fails.
+    pub max_attempts: i32,
+    /// Lease lifetime without renewal.
+    pub lease_ttl_seconds: u64,
+    /// How often agents heartbeat.
+    pub heartbeat_interval_seconds: u64,
+    /// A node silent this long is offline and its leases are requeued.
+    pub node_offline_after_seconds: u64,
+    /// How often the reaper looks for expired leases and silent nodes.
+    pub reaper_interval_ms: u64,
+    /// Longest AcquireWork long-poll.
+    pub max_acquire_wait_seconds: u64,
+    /// Guaranteed concurrent leases for tenants without a quota row.
+    pub default_guaranteed_leases: i32,
+    /// Burst cap for tenants without a quota row (0: no cap).
+    pub default_burst_leases: i32,
+}
+
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        Self {
+            chunk_frames: 50,
+            min_chunks_per_job: 4,
+            max_frames_per_job: 200_000,
+            max_attempts: 3,
+            lease_ttl_seconds: 60,
+            heartbeat_interval_seconds: 10,
+            node_offline_after_seconds: 45,
+            reaper_interval_ms: 1000,
+            max_acquire_wait_seconds: 30,
+            default_guaranteed_leases: 1,
+            default_burst_leases: 0,
+        }
+    }
+}
+
+impl DispatchConfig {
+    /// Lease lifetime.
+    pub fn lease_ttl(&self) -> Duration {
+        Duration::from_secs(self.lease_ttl_seconds)
+    }
+
+    /// Heartbeat period agents are told to use.
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_secs(self.heartbeat_interval_seconds)
+    }
+
+    /// Silence after which a node is offline.
+    pub fn node_offline_after(&self) -> Duration {
+        Duration::from_secs(self.node_offline_after_seconds)
+    }
+}
+
+/// `[health]`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthConfig {
+    /// Samples are written at least this often.
+    pub flush_interval_ms: u64,
+    /// Samples buffered before a write is forced; beyond 4× this, new samples are dropped
+    /// (counted in metrics) rather than blocking heartbeats.
+    pub batch_size: usize,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            flush_interval_ms: 1000,
+            batch_size: 2000,
+        }
+    }
+}
+
+/// `[partitions]`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PartitionsConfig {
+    /// Months after the current one kept ready.
+    pub months_ahead: i32,
+    /// Months of health logs kept (older monthly partitions are dropped); 0 keeps everything.
+    pub retention_months: i32,
+    /// How often upkeep runs.
+    pub interval_seconds: u64,
+}
+
+impl Default for PartitionsConfig {
+    fn default() -> Self {
+        Self {
+            months_ahead: 3,
+            retention_months: 6,
+            interval_seconds: 86_400,
+        }
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `file` (if any), then the environment `vars`, then `overrides`
+    /// (`key=value`), then validates.
+    pub fn load(
+        file: Option<&std::path::Path>,
+        vars: impl IntoIterator<Item = (String, String)>,
+        overrides: &[String],
+    ) -> Result<Self, ConfigError> {
+        let mut merged = toml::Table::try_from(Config::default()).map_err(|error| ConfigError::Parse {
+            origin: "defaults".into(),
+            message: error.to_string(),
+        })?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.into(),
+                source,
+            })?;
+            let table: toml::Table = text.parse().map_err(|error: toml::de::Error| ConfigError::Parse {
+                origin: format!("config file {}", path.display()),
+                message: error.to_string(),
+            })?;
+            merge(&mut merged, table);
+        }
+        let mut env_vars: Vec<(String, String)> = vars
+            .into_iter()
+            .filter(|(name, _)| name.starts_with(ENV_PREFIX))
+            .collect();
+        env_vars.sort();
+        for (name, value) in env_vars {
+            let key = name[ENV_PREFIX.len()..].to_ascii_lowercase().replace("__", ".");
+            set_key(&mut merged, &key, &value, &format!("environment variable {name}"))?;
+        }
+        for assignment in overrides {
+            let (key, value) = assignment.split_once('=').ok_or_else(|| ConfigError::Parse {
+                origin: format!("override {assignment:?}"),
+                message: "expected key=value".into(),
+            })?;
+            set_key(&mut merged, key.trim(), value, &format!("override {key}"))?;
+        }
+        let config: Config = toml::Value::Table(merged)
+            .try_into()
+            .map_err(|error: toml::de::Error| ConfigError::Parse {
+                origin: "configuration".into(),
+                message: error.to_string(),
+            })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every value, naming the first bad key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn invalid(key: &'static str, message: impl Into<String>) -> Result<(), ConfigError> {
+            Err(ConfigError::Invalid {
+                key,
+                message: message.into(),
+            })
+        }
+        let url = &self.database.url;
+        if !(url.is_empty() || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return invalid("database.url", "must start with postgres:// or postgresql://");
+        }
+        if self.database.max_connections == 0 {
+            return invalid("database.max_connections", "must be at least 1");
+        }
+        if self.server.grpc_listen.parse::<SocketAddr>().is_err() {
+            return invalid("server.grpc_listen", "must be an address like 127.0.0.1:50051");
+        }
+        if self.server.http_listen.parse::<SocketAddr>().is_err() {
+            return invalid("server.http_listen", "must be an address like 127.0.0.1:9464");
+        }
+        if self.server.tls_cert.as_os_str().is_empty() != self.server.tls_key.as_os_str().is_empty() {
+            return invalid("server.tls_key", "tls_cert and tls_key must be set together");
+        }
+        if self.server.max_message_bytes < 64 * 1024 {
+            return invalid("server.max_message_bytes", "must be at least 65536");
+        }
+        let dispatch = &self.dispatch;
+        if !(1..=10_000).contains(&dispatch.chunk_frames) {
+            return invalid("dispatch.chunk_frames", "must be between 1 and 10000");
+        }
+        if !(1..=1000).contains(&dispatch.min_chunks_per_job) {
+            return invalid("dispatch.min_chunks_per_job", "must be between 1 and 1000");
+        }
+        if dispatch.max_frames_per_job < 1 {
+            return invalid("dispatch.max_frames_per_job", "must be at least 1");
+        }
+        if !(1..=20).contains(&dispatch.max_attempts) {
+            return invalid("dispatch.max_attempts", "must be between 1 and 20");
+        }
+        if dispatch.lease_ttl_seconds < 2 {
+            return invalid("dispatch.lease_ttl_seconds", "must be at least 2");
+        }
+        if dispatch.heartbeat_interval_seconds == 0
+            || dispatch.heartbeat_interval_seconds * 2 > dispatch.lease_ttl_seconds
+        {
+            return invalid(
+                "dispatch.heartbeat_interval_seconds",
+                "must be at least 1 and at most half of lease_ttl_seconds",
+            );
+        }
+        if dispatch.node_offline_after_seconds <= dispatch.heartbeat_interval_seconds {
+            return invalid(
+                "dispatch.node_offline_after_seconds",
+                "must be longer than heartbeat_interval_seconds",
+            );
+        }
+        if dispatch.reaper_interval_ms < 10 {
+            return invalid("dispatch.reaper_interval_ms", "must be at least 10");
+        }
+        if dispatch.max_acquire_wait_seconds > 300 {
+            return invalid("dispatch.max_acquire_wait_seconds", "must be at most 300");
+        }
+        if dispatch.default_guaranteed_leases < 0 {
+            return invalid("dispatch.default_guaranteed_leases", "must be >= 0");
+        }
+        if dispatch.default_burst_leases < 0
+            || (dispatch.default_burst_leases > 0 && dispatch.default_burst_leases < dispatch.default_guaranteed_leases)
+        {
+            return invalid(
+                "dispatch.default_burst_leases",
+                "must be 0 (no cap) or >= default_guaranteed_leases",
+            );
+        }
+        if self.health.flush_interval_ms == 0 {
+            return invalid("health.flush_interval_ms", "must be at least 1");
+        }
+        if self.health.batch_size == 0 {
+            return invalid("health.batch_size", "must be at least 1");
+        }
+        if !(0..=24).contains(&self.partitions.months_ahead) {
+            return invalid("partitions.months_ahead", "must be between 0 and 24");
+        }
+        if self.partitions.retention_months < 0 {
+            return invalid("partitions.retention_months", "must be >= 0 (0 keeps everything)");
+        }
+        if self.partitions.interval_seconds < 60 {
+            return invalid("partitions.interval_seconds", "must be at least 60");
+        }
+        Ok(())
+    }
+
+    /// The configuration as TOML with secrets (the database password) hidden.
+    pub fn to_redacted_toml(&self) -> String {
+        let mut redacted = self.clone();
+        redacted.database.url = redact_url_password(&redacted.database.url);
+        toml::to_string_pretty(&redacted).unwrap_or_default()
+    }
+}
+
+/// Replaces the password in a `scheme://user:password@host` URL with `***`.
+pub fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((credentials, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match credentials.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+fn merge(base: &mut toml::Table, overlay: toml::Table) {
+    for (key, value) in overlay {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(base_table)), toml::Value::Table(overlay_table)) => {
+                merge(base_table, overlay_table)
+            }
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+fn set_key(table: &mut toml::Table, key: &str, raw: &str, origin: &str) -> Result<(), ConfigError> {
+    let parse_error = |message: String| ConfigError::Parse {
+        origin: origin.to_owned(),
+        message,
+    };
+    let (section, field) = key.split_once('.').ok_or_else(|| {
+        parse_error(format!(
+            "key {key:?} must be section.field (e.g. dispatch.lease_ttl_seconds)"
+        ))
+    })?;
+    let Some(toml::Value::Table(section_table)) = table.get_mut(section) else {
+        return Err(parse_error(format!("unknown section {section:?} in key {key:?}")));
+    };
+    if !section_table.contains_key(field) {
+        return Err(parse_error(format!("unknown key {key:?}")));
+    }
+    // Keep the default's type: a number stays a number, anything else is taken as a string.
+    let value = match section_table.get(field) {
+        Some(toml::Value::Integer(_)) => toml::Value::Integer(
+            raw.trim()
+                .parse()
+                .map_err(|_| parse_error(format!("{key} must be an integer")))?,
+        ),
+        Some(toml::Value::Boolean(_)) => toml::Value::Boolean(
+            raw.trim()
+                .parse()
+                .map_err(|_| parse_error(format!("{key} must be true or false")))?,
+        ),
+        _ => toml::Value::String(raw.to_owned()),
+    };
+    section_table.insert(field.to_owned(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    /// With nothing set, the defaults load and validate.
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(Config::load(None, vec![], &[]).unwrap(), Config::default());
+    }
+
+    /// Each layer overrides the one before: file < env < override.
+    #[test]
+    fn layers_apply_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cp.toml");
+        std::fs::write(&file, "[dispatch]\nlease_ttl_seconds = 90\nchunk_frames = 10\n").unwrap();
+        let config = Config::load(
+            Some(&file),
+            vars(&[("FLATRENDER_DISPATCH__CHUNK_FRAMES", "20"), ("UNRELATED", "x")]),
+            &["dispatch.max_attempts=5".into()],
+        )
+        .unwrap();
+        assert_eq!(config.dispatch.lease_ttl_seconds, 90);
+        assert_eq!(config.dispatch.chunk_frames, 20);
+        assert_eq!(config.dispatch.max_attempts, 5);
+    }
+
+    /// Unknown keys, wrong types and bad values are refused, naming the key.
+    #[test]
+    fn errors_name_the_key() {
+        let error = Config::load(None, vars(&[("FLATRENDER_DISPATCH__LEASE_TTL", "1")]), &[]).unwrap_err();
+        assert!(error.to_string().contains("dispatch.lease_ttl"), "{error}");
+        let error = Config::load(None, vars(&[("FLATRENDER_DISPATCH__CHUNK_FRAMES", "ten")]), &[]).unwrap_err();
+        assert!(
+            error.to_string().contains("dispatch.chunk_frames must be an integer"),
+            "{error}"
+        );
+        let error = Config::load(None, vec![], &["server.grpc_listen=nowhere".into()]).unwrap_err();
+        assert!(error.to_string().contains("server.grpc_listen"), "{error}");
+        let error = Config::load(None, vec![], &["dispatch.heartbeat_interval_seconds=40".into()]).unwrap_err();
+        assert!(
+            error.to_string().contains("dispatch.heartbeat_interval_seconds"),
+            "{error}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cp.toml");
+        std::fs::write(&file, "[dispatch]\nbogus = 1\n").unwrap();
+        let error = Config::load(Some(&file), vec![], &[]).unwrap_err();
+        assert!(error.to_string().contains("bogus"), "{error}");
+    }
+
+    /// Dumped configuration hides the database password.
+    #[test]
+    fn redacts_password() {
+        assert_eq!(
+            redact_url_password("postgres://render:s3cret@db:5432/fr"),
+            "postgres://render:***@db:5432/fr"
+        );
+        let mut config = Config::default();
+        config.database.url = "postgres://render:s3cret@db/fr".into();
+        assert!(!config.to_redacted_toml().contains("s3cret"));
+    }
+}

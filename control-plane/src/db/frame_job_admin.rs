@@ -1,0 +1,131 @@
+//! Ops views and moves over `render.frame_jobs`: listing by selector and requeueing.
+
+use chrono::{DateTime, Utc};
+use flatrender_proto::types::{FrameJobId, FrameJobState, JobId, NodeId, TenantId};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::{
+    DbError,
+    frame_jobs::{LeaseSelector, requeue_leases},
+};
+
+/// A chunk as ops see it.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub(crate) struct FrameJobRow {
+    pub id: Uuid,
+    pub job_id: Uuid,
+    pub tenant_id: Uuid,
+    pub chunk_index: i32,
+    pub frame_start: i32,
+    pub frame_end: i32,
+    pub state: String,
+    pub attempt: i32,
+    pub lease_node_id: Option<Uuid>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    pub frames_done: i32,
+    pub last_error_class: Option<String>,
+    pub last_error: Option<String>,
+}
+
+/// Which chunks ops want to act on (fields combine with AND).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct FrameSelector {
+    pub job_id: Option<JobId>,
+    pub node_id: Option<NodeId>,
+    pub tenant_id: Option<TenantId>,
+    pub states: Vec<FrameJobState>,
+    pub error_class: Option<String>,
+}
+
+const SELECT_COLUMNS: &str =
+    "f.id, f.job_id, f.tenant_id, f.chunk_index, f.frame_start, f.frame_end, f.state, f.attempt,
+    f.lease_node_id, f.lease_expires_at, f.frames_done, f.last_error_class, f.last_error";
+
+/// Chunks matching `selector` in jobs that were not cancelled, at most `limit`; locked when
+/// `for_update`.
+pub(crate) async fn select(
+    connection: &mut PgConnection,
+    selector: &FrameSelector,
+    limit: i64,
+    for_update: bool,
+) -> Result<Vec<FrameJobRow>, DbError> {
+    let states: Vec<&str> = selector.states.iter().map(FrameJobState::as_str).collect();
+    let lock = if for_update { "FOR UPDATE OF f" } else { "" };
+    let rows = sqlx::query_as::<_, FrameJobRow>(&format!(
+        "SELECT {SELECT_COLUMNS} FROM render.frame_jobs f JOIN render.render_jobs j ON j.id = f.job_id
+         WHERE ($1::uuid IS NULL OR f.job_id = $1) AND ($2::uuid IS NULL OR f.lease_node_id = $2)
+           AND ($3::uuid IS NULL OR f.tenant_id = $3) AND f.state = ANY($4::text[])
+           AND ($5::text IS NULL OR f.last_error_class = $5) AND j.status <> 'cancelled'
+         ORDER BY f.job_id, f.chunk_index LIMIT $6 {lock}"
+    ))
+    .bind(selector.job_id.map(|id| id.as_uuid()))
+    .bind(selector.node_id.map(|id| id.as_uuid()))
+    .bind(selector.tenant_id.map(|id| id.as_uuid()))
+    .bind(states)
+    .bind(&selector.error_class)
+    .bind(limit)
+    .fetch_all(connection)
+    .await?;
+    Ok(rows)
+}
+
+/// Chunks currently leased by a node.
+pub(crate) async fn running_on(connection: &mut PgConnection, node_id: NodeId) -> Result<Vec<FrameJobRow>, DbError> {
+    let rows = sqlx::query_as::<_, FrameJobRow>(&format!(
+        "SELECT {SELECT_COLUMNS} FROM render.frame_jobs f WHERE f.lease_node_id = $1 AND f.state = 'leased'
+         ORDER BY f.leased_at"
+    ))
+    .bind(node_id.as_uuid())
+    .fetch_all(connection)
+    .await?;
+    Ok(rows)
+}
+
+/// Puts the given chunks back in the queue: leased ones lose their lease (without using up an
+/// attempt), failed ones start over, and a job that had failed because of them is revived with
+/// its cancelled chunks. Returns how many chunks moved.
+pub(crate) async fn requeue(connection: &mut PgConnection, rows: &[FrameJobRow]) -> Result<u64, DbError> {
+    let leased: Vec<FrameJobId> = rows
+        .iter()
+        .filter(|row| row.state == "leased")
+        .map(|row| FrameJobId::from_uuid(row.id))
+        .collect();
+    let failed: Vec<Uuid> = rows
+        .iter()
+        .filter(|row| row.state == "failed")
+        .map(|row| row.id)
+        .collect();
+    let mut moved = requeue_leases(
+        connection,
+        LeaseSelector::Chunks(&leased),
+        false,
+        "requeued_by_ops",
+        "requeued by ops",
+    )
+    .await?
+    .len() as u64;
+    if failed.is_empty() {
+        return Ok(moved);
+    }
+    let revived_jobs: Vec<Uuid> = sqlx::query_scalar(
+        "UPDATE render.render_jobs SET status = CASE WHEN started_at IS NULL THEN 'queued' ELSE 'rendering' END,
+                failure_reason = NULL, finished_at = NULL, updated_at = now()
+         WHERE status = 'failed' AND id IN (SELECT job_id FROM render.frame_jobs WHERE id = ANY($1))
+         RETURNING id",
+    )
+    .bind(&failed)
+    .fetch_all(&mut *connection)
+    .await?;
+    moved += sqlx::query(
+        "UPDATE render.frame_jobs SET state = 'pending', attempt = 0, lease_token = NULL, lease_expires_at = NULL,
+                frames_done = 0, updated_at = now()
+         WHERE (id = ANY($1) AND state = 'failed') OR (job_id = ANY($2) AND state = 'cancelled')",
+    )
+    .bind(&failed)
+    .bind(&revived_jobs)
+    .execute(connection)
+    .await?
+    .rows_affected();
+    Ok(moved)
+}

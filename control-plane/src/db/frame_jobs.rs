@@ -1,0 +1,348 @@
+//! `render.frame_jobs`: claiming chunks under leases, renewing, completing, failing and
+//! requeueing them. Every statement that acts on a lease names its fencing token in the `WHERE`,
+//! so a report from a node that lost the lease matches no row.
+
+use chrono::{DateTime, Utc};
+use flatrender_proto::types::{FrameJobId, JobId, LeaseToken, NodeId, TenantId};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::DbError;
+
+/// The channel `NOTIFY`'d once per transaction that makes work claimable.
+pub const WORK_CHANNEL: &str = "flatrender_work";
+
+/// Who is claiming, and how.
+pub(crate) struct ClaimRequest<'a> {
+    pub node_id: NodeId,
+    pub os: &'a str,
+    pub ae_version: &'a str,
+    pub tags: &'a [String],
+    pub max_chunks: i64,
+    pub lease_ttl_seconds: f64,
+    pub default_guaranteed: i32,
+    pub default_burst: i32,
+    pub cached_hashes: &'a [Vec<u8>],
+    pub window: i64,
+    pub tenants_considered: i64,
+}
+
+/// A freshly leased chunk with what the node needs to render it.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct ClaimedRow {
+    pub id: Uuid,
+    pub job_id: Uuid,
+    pub tenant_id: Uuid,
+    pub chunk_index: i32,
+    pub frame_start: i32,
+    pub frame_end: i32,
+    pub lease_token: i64,
+    pub lease_expires_at: DateTime<Utc>,
+    pub attempt: i32,
+    pub frames_written: Vec<i32>,
+    pub template_id: Uuid,
+    pub template_version: i32,
+    pub template_url: String,
+    pub template_hash: Vec<u8>,
+    pub template_size_bytes: i64,
+    pub composition: String,
+    pub fps: f64,
+    pub output_settings: serde_json::Value,
+}
+
+/// Claims chunks for a node (see `sql/claim.sql`).
+pub(crate) async fn claim(
+    connection: &mut PgConnection,
+    request: &ClaimRequest<'_>,
+) -> Result<Vec<ClaimedRow>, DbError> {
+    let rows = sqlx::query_as::<_, ClaimedRow>(include_str!("sql/claim.sql"))
+        .bind(request.node_id.as_uuid())
+        .bind(request.os)
+        .bind(request.ae_version)
+        .bind(request.tags)
+        .bind(request.max_chunks)
+        .bind(request.lease_ttl_seconds)
+        .bind(request.default_guaranteed)
+        .bind(request.default_burst)
+        .bind(request.cached_hashes)
+        .bind(request.window)
+        .bind(request.tenants_considered)
+        .fetch_all(connection)
+        .await?;
+    Ok(rows)
+}
+
+/// Wakes nodes long-polling on every control plane (one NOTIFY per transaction, not per row).
+pub(crate) async fn notify_work(connection: &mut PgConnection) -> Result<(), DbError> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(WORK_CHANNEL)
+        .execute(connection)
+        .await?;
+    Ok(())
+}
+
+/// A lease a node says it holds.
+pub struct LeaseClaim {
+    /// The chunk.
+    pub frame_job_id: FrameJobId,
+    /// Its fencing token.
+    pub token: LeaseToken,
+    /// The node presenting it.
+    pub node_id: NodeId,
+    /// Frames done so far.
+    pub frames_done: i32,
+}
+
+/// Extends live leases; returns the ids that were renewed (the rest are lost).
+pub(crate) async fn renew(
+    connection: &mut PgConnection,
+    leases: &[LeaseClaim],
+    lease_ttl_seconds: f64,
+) -> Result<Vec<FrameJobId>, DbError> {
+    let ids: Vec<Uuid> = leases.iter().map(|lease| lease.frame_job_id.as_uuid()).collect();
+    let tokens: Vec<i64> = leases.iter().map(|lease| lease.token.get()).collect();
+    let nodes: Vec<Uuid> = leases.iter().map(|lease| lease.node_id.as_uuid()).collect();
+    let frames: Vec<i32> = leases.iter().map(|lease| lease.frames_done).collect();
+    let renewed: Vec<Uuid> = sqlx::query_scalar(
+        "UPDATE render.frame_jobs f
+         SET lease_expires_at = now() + make_interval(secs => $5),
+             frames_done = least(greatest(f.frames_done, i.frames_done), f.frame_end - f.frame_start + 1),
+             updated_at = now()
+         FROM unnest($1::uuid[], $2::int8[], $3::uuid[], $4::int4[]) AS i(id, token, node_id, frames_done)
+         WHERE f.id = i.id AND f.lease_token = i.token AND f.lease_node_id = i.node_id AND f.state = 'leased'
+         RETURNING f.id",
+    )
+    .bind(ids)
+    .bind(tokens)
+    .bind(nodes)
+    .bind(frames)
+    .bind(lease_ttl_seconds)
+    .fetch_all(connection)
+    .await?;
+    Ok(renewed.into_iter().map(FrameJobId::from_uuid).collect())
+}
+
+/// Records progress on one lease and renews it; `None` when the lease is not live.
+pub(crate) async fn report_progress(
+    connection: &mut PgConnection,
+    lease: &LeaseClaim,
+    frames_written: &[i32],
+    lease_ttl_seconds: f64,
+) -> Result<Option<DateTime<Utc>>, DbError> {
+    let expires: Option<DateTime<Utc>> = sqlx::query_scalar(
+        "UPDATE render.frame_jobs f
+         SET lease_expires_at = now() + make_interval(secs => $6),
+             frames_done = least(greatest(f.frames_done, $4), f.frame_end - f.frame_start + 1),
+             frames_written = ARRAY(SELECT DISTINCT w FROM unnest(f.frames_written || $5::int4[]) AS w
+                                    WHERE w BETWEEN f.frame_start AND f.frame_end ORDER BY w),
+             updated_at = now()
+         WHERE f.id = $1 AND f.lease_token = $2 AND f.lease_node_id = $3 AND f.state = 'leased'
+         RETURNING f.lease_expires_at",
+    )
+    .bind(lease.frame_job_id.as_uuid())
+    .bind(lease.token.get())
+    .bind(lease.node_id.as_uuid())
+    .bind(lease.frames_done)
+    .bind(frames_written)
+    .bind(lease_ttl_seconds)
+    .fetch_optional(connection)
+    .await?;
+    Ok(expires)
+}
+
+/// One finished chunk as reported.
+pub struct Completion {
+    /// The chunk.
+    pub frame_job_id: FrameJobId,
+    /// Its fencing token.
+    pub token: LeaseToken,
+    /// Frame files as JSON (frame, path, size, blake3).
+    pub outputs: serde_json::Value,
+    /// Wall time spent rendering.
+    pub render_seconds: f64,
+}
+
+/// How a completion was judged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CompletionVerdict {
+    /// Recorded.
+    Accepted,
+    /// Already recorded with this token (a redelivery).
+    Duplicate,
+    /// The lease was lost; the result was discarded.
+    Stale,
+}
+
+/// Completes chunks and advances their jobs, in one statement. Returns a verdict per input and
+/// the jobs that finished rendering.
+pub(crate) async fn complete(
+    connection: &mut PgConnection,
+    node_id: NodeId,
+    completions: &[Completion],
+) -> Result<(Vec<(FrameJobId, CompletionVerdict)>, Vec<JobId>), DbError> {
+    let ids: Vec<Uuid> = completions.iter().map(|c| c.frame_job_id.as_uuid()).collect();
+    let tokens: Vec<i64> = completions.iter().map(|c| c.token.get()).collect();
+    let outputs: Vec<serde_json::Value> = completions.iter().map(|c| c.outputs.clone()).collect();
+    let seconds: Vec<f64> = completions.iter().map(|c| c.render_seconds).collect();
+    let rows: Vec<(Uuid, String, Option<Uuid>)> = sqlx::query_as(include_str!("sql/complete.sql"))
+        .bind(ids)
+        .bind(tokens)
+        .bind(outputs)
+        .bind(seconds)
+        .bind(node_id.as_uuid())
+        .fetch_all(connection)
+        .await?;
+    let mut verdicts = Vec::with_capacity(rows.len());
+    let mut finished_jobs = Vec::new();
+    for (id, verdict, finished_job) in rows {
+        let verdict = match verdict.as_str() {
+            "accepted" => CompletionVerdict::Accepted,
+            "duplicate" => CompletionVerdict::Duplicate,
+            _ => CompletionVerdict::Stale,
+        };
+        verdicts.push((FrameJobId::from_uuid(id), verdict));
+        if let Some(job) = finished_job {
+            finished_jobs.push(JobId::from_uuid(job));
+        }
+    }
+    Ok((verdicts, finished_jobs))
+}
+
+/// What happened to a failed chunk.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct FailedRow {
+    pub job_id: Uuid,
+    pub tenant_id: Uuid,
+    pub chunk_index: i32,
+    pub frame_start: i32,
+    pub frame_end: i32,
+    pub state: String,
+    pub attempt: i32,
+}
+
+/// Ends a lease after a failure: back to pending, or failed for good when `give_up` or out of
+/// attempts. `None` when the lease is not live (stale token).
+pub(crate) async fn fail(
+    connection: &mut PgConnection,
+    lease: &LeaseClaim,
+    give_up: bool,
+    error_class: &str,
+    message: &str,
+    frames_written: &[i32],
+) -> Result<Option<FailedRow>, DbError> {
+    let row = sqlx::query_as::<_, FailedRow>(
+        "UPDATE render.frame_jobs f
+         SET state = CASE WHEN $4 OR f.attempt >= j.max_attempts THEN 'failed' ELSE 'pending' END,
+             lease_token = NULL, lease_expires_at = NULL,
+             last_error_class = $5, last_error = left($6, 4000),
+             frames_written = ARRAY(SELECT DISTINCT w FROM unnest(f.frames_written || $7::int4[]) AS w
+                                    WHERE w BETWEEN f.frame_start AND f.frame_end ORDER BY w),
+             frames_done = 0,
+             updated_at = now()
+         FROM render.render_jobs j
+         WHERE f.id = $1 AND f.lease_token = $2 AND f.lease_node_id = $3 AND f.state = 'leased' AND j.id = f.job_id
+         RETURNING f.job_id, f.tenant_id, f.chunk_index, f.frame_start, f.frame_end, f.state, f.attempt",
+    )
+    .bind(lease.frame_job_id.as_uuid())
+    .bind(lease.token.get())
+    .bind(lease.node_id.as_uuid())
+    .bind(give_up)
+    .bind(error_class)
+    .bind(message)
+    .bind(frames_written)
+    .fetch_optional(connection)
+    .await?;
+    Ok(row)
+}
+
+/// Adds a node to a job's bad-node list (or counts another failure there).
+pub(crate) async fn add_bad_node(
+    connection: &mut PgConnection,
+    job_id: JobId,
+    node_id: NodeId,
+    error_class: &str,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "INSERT INTO render.job_bad_nodes (job_id, node_id, last_error_class) VALUES ($1, $2, $3)
+         ON CONFLICT (job_id, node_id) DO UPDATE
+         SET failures = render.job_bad_nodes.failures + 1, last_error_class = EXCLUDED.last_error_class",
+    )
+    .bind(job_id.as_uuid())
+    .bind(node_id.as_uuid())
+    .bind(error_class)
+    .execute(connection)
+    .await?;
+    Ok(())
+}
+
+/// Which live leases to end.
+pub(crate) enum LeaseSelector<'a> {
+    /// Leases past their expiry (the reaper), at most this many.
+    Expired(i64),
+    /// Every lease held by these nodes.
+    Nodes(&'a [NodeId]),
+    /// These chunks, if leased.
+    Chunks(&'a [FrameJobId]),
+}
+
+/// A lease that was ended by [`requeue_leases`].
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct RequeuedRow {
+    pub id: Uuid,
+    pub job_id: Uuid,
+    pub tenant_id: Uuid,
+    pub chunk_index: i32,
+    pub frame_start: i32,
+    pub frame_end: i32,
+    pub state: String,
+    pub attempt: i32,
+    pub node_id: Option<Uuid>,
+}
+
+/// Ends live leases and puts their chunks back in the queue (or fails them when out of
+/// attempts and `counts_as_attempt`). `error_class`/`reason` are recorded on the chunk.
+pub(crate) async fn requeue_leases(
+    connection: &mut PgConnection,
+    selector: LeaseSelector<'_>,
+    counts_as_attempt: bool,
+    error_class: &str,
+    reason: &str,
+) -> Result<Vec<RequeuedRow>, DbError> {
+    let (expired_limit, nodes, chunks): (i64, Vec<Uuid>, Vec<Uuid>) = match selector {
+        LeaseSelector::Expired(limit) => (limit, Vec::new(), Vec::new()),
+        LeaseSelector::Nodes(nodes) => (0, nodes.iter().map(NodeId::as_uuid).collect(), Vec::new()),
+        LeaseSelector::Chunks(chunks) => (0, Vec::new(), chunks.iter().map(FrameJobId::as_uuid).collect()),
+    };
+    let rows = sqlx::query_as::<_, RequeuedRow>(include_str!("sql/requeue_leases.sql"))
+        .bind(expired_limit)
+        .bind(nodes)
+        .bind(chunks)
+        .bind(counts_as_attempt)
+        .bind(error_class)
+        .bind(reason)
+        .fetch_all(connection)
+        .await?;
+    Ok(rows)
+}
+
+/// Counts of chunks per state and per tenant queue, for metrics and stats.
+pub(crate) async fn count_by_state(connection: &mut PgConnection) -> Result<Vec<(String, i64)>, DbError> {
+    let rows = sqlx::query_as("SELECT state, count(*) FROM render.frame_jobs GROUP BY state ORDER BY state")
+        .fetch_all(connection)
+        .await?;
+    Ok(rows)
+}
+
+/// Pending and leased chunks per tenant with any.
+pub(crate) async fn tenant_queues(connection: &mut PgConnection) -> Result<Vec<(TenantId, i64, i64)>, DbError> {
+    let rows: Vec<(Uuid, i64, i64)> = sqlx::query_as(
+        "SELECT tenant_id, count(*) FILTER (WHERE state = 'pending'), count(*) FILTER (WHERE state = 'leased')
+         FROM render.frame_jobs WHERE state IN ('pending', 'leased') GROUP BY tenant_id ORDER BY tenant_id",
+    )
+    .fetch_all(connection)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(tenant, pending, leased)| (TenantId::from_uuid(tenant), pending, leased))
+        .collect())
+}

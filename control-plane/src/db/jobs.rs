@@ -1,0 +1,314 @@
+//! `render.render_jobs` and the job-level views over `render.frame_jobs`.
+
+use chrono::{DateTime, Utc};
+use flatrender_proto::types::{FrameRange, JobId, JobStatus, TenantId, UserId};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::DbError;
+use crate::jobs::{Job, JobProgressView, NewJob};
+
+/// Everything the API shows of a job, with its chunk aggregates.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct JobRow {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub user_id: Uuid,
+    pub saved_project_id: Option<Uuid>,
+    pub idempotency_key: Option<String>,
+    pub kind: String,
+    pub priority: i16,
+    pub template_id: Uuid,
+    pub template_version: i32,
+    pub template_url: String,
+    pub template_hash: Vec<u8>,
+    pub template_size_bytes: i64,
+    pub composition: String,
+    pub frame_start: i32,
+    pub frame_end: i32,
+    pub fps: f64,
+    pub output_settings: serde_json::Value,
+    pub music_url: Option<String>,
+    pub music_volume: Option<f64>,
+    pub sfx_url: Option<String>,
+    pub sfx_volume: Option<f64>,
+    pub voiceover_url: Option<String>,
+    pub voiceover_volume: Option<f64>,
+    pub required_os: Option<String>,
+    pub required_ae_version: Option<String>,
+    pub required_tags: Vec<String>,
+    pub max_attempts: i32,
+    pub status: String,
+    pub frames_total: i32,
+    pub chunks_total: i32,
+    pub chunks_completed: i32,
+    pub failure_reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+    pub frames_done: i64,
+    pub chunks_leased: i64,
+    pub seconds_per_frame: Option<f64>,
+}
+
+const JOB_COLUMNS: &str = "j.id, j.tenant_id, j.user_id, j.saved_project_id, j.idempotency_key, j.kind, j.priority,
+    j.template_id, j.template_version, j.template_url, j.template_hash, j.template_size_bytes, j.composition,
+    j.frame_start, j.frame_end, j.fps::float8 AS fps, j.output_settings, j.music_url, j.music_volume::float8 AS music_volume,
+    j.sfx_url, j.sfx_volume::float8 AS sfx_volume, j.voiceover_url, j.voiceover_volume::float8 AS voiceover_volume,
+    j.required_os, j.required_ae_version, j.required_tags, j.max_attempts, j.status, j.frames_total,
+    j.chunks_total, j.chunks_completed, j.failure_reason, j.created_at, j.started_at, j.finished_at, j.updated_at,
+    agg.frames_done, agg.chunks_leased, agg.seconds_per_frame";
+
+const CHUNK_AGGREGATE: &str = "CROSS JOIN LATERAL (
+    SELECT coalesce(sum(f.frames_done), 0)::int8 AS frames_done,
+           count(*) FILTER (WHERE f.state = 'leased') AS chunks_leased,
+           sum(f.render_seconds) / nullif(sum(f.frame_end - f.frame_start + 1) FILTER (WHERE f.render_seconds IS NOT NULL), 0)
+               AS seconds_per_frame
+    FROM render.frame_jobs f WHERE f.job_id = j.id) agg";
+
+/// Inserts a job and its chunks; returns `None` when the idempotency key already names a job.
+pub(crate) async fn insert_with_chunks(
+    connection: &mut PgConnection,
+    job: &NewJob,
+    chunks: &[FrameRange],
+    max_attempts: i32,
+) -> Result<Option<JobId>, DbError> {
+    let output_settings =
+        serde_json::to_value(&job.output).map_err(|error| DbError::Other(sqlx::Error::Decode(error.into())))?;
+    let chunk_size = chunks.first().map_or(1, FrameRange::len);
+    let id: Option<Uuid> = sqlx::query_scalar(
+        "INSERT INTO render.render_jobs (
+            tenant_id, user_id, saved_project_id, idempotency_key, kind, priority, template_id, template_version,
+            template_url, template_hash, template_size_bytes, composition, frame_start, frame_end, fps, output_settings,
+            music_url, music_volume, sfx_url, sfx_volume, voiceover_url, voiceover_volume, has_voiceover,
+            required_os, required_ae_version, required_tags, chunk_size, max_attempts, frames_total, chunks_total)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22,
+                 $23, $24, $25, $26, $27, $28, $29, $30)
+         ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+         RETURNING id",
+    )
+    .bind(job.tenant_id.as_uuid())
+    .bind(job.user_id.as_uuid())
+    .bind(job.saved_project_id)
+    .bind(&job.idempotency_key)
+    .bind(job.kind.as_str())
+    .bind(job.priority)
+    .bind(job.template.template_id.as_uuid())
+    .bind(job.template.version)
+    .bind(job.template.url.as_str())
+    .bind(&job.template.hash.as_bytes()[..])
+    .bind(job.template.size_bytes)
+    .bind(job.composition.as_str())
+    .bind(job.frame_range.start())
+    .bind(job.frame_range.end())
+    .bind(job.fps)
+    .bind(output_settings)
+    .bind(job.music.as_ref().map(|track| track.url.as_str()))
+    .bind(job.music.as_ref().map(|track| track.volume.get()))
+    .bind(job.sfx.as_ref().map(|track| track.url.as_str()))
+    .bind(job.sfx.as_ref().map(|track| track.volume.get()))
+    .bind(job.voiceover.as_ref().map(|track| track.url.as_str()))
+    .bind(job.voiceover.as_ref().map(|track| track.volume.get()))
+    .bind(job.voiceover.is_some())
+    .bind(job.requirements.os.map(|os| os.as_str()))
+    .bind(&job.requirements.ae_version)
+    .bind(&job.requirements.tags)
+    .bind(chunk_size)
+    .bind(max_attempts)
+    .bind(job.frame_range.len())
+    .bind(i32::try_from(chunks.len()).unwrap_or(i32::MAX))
+    .fetch_optional(&mut *connection)
+    .await?;
+    let Some(id) = id else {
+        return Ok(None);
+    };
+    let indexes: Vec<i32> = (0..).take(chunks.len()).collect();
+    let starts: Vec<i32> = chunks.iter().map(FrameRange::start).collect();
+    let ends: Vec<i32> = chunks.iter().map(FrameRange::end).collect();
+    sqlx::query(
+        "INSERT INTO render.frame_jobs (job_id, tenant_id, chunk_index, frame_start, frame_end, priority, queued_at, template_hash)
+         SELECT j.id, j.tenant_id, c.chunk_index, c.frame_start, c.frame_end, j.priority, j.created_at, j.template_hash
+         FROM render.render_jobs j, unnest($2::int4[], $3::int4[], $4::int4[]) AS c(chunk_index, frame_start, frame_end)
+         WHERE j.id = $1",
+    )
+    .bind(id)
+    .bind(indexes)
+    .bind(starts)
+    .bind(ends)
+    .execute(&mut *connection)
+    .await?;
+    Ok(Some(JobId::from_uuid(id)))
+}
+
+/// The job with this idempotency key, if any.
+pub(crate) async fn find_by_idempotency_key(
+    connection: &mut PgConnection,
+    tenant_id: TenantId,
+    key: &str,
+) -> Result<Option<JobId>, DbError> {
+    let id: Option<Uuid> =
+        sqlx::query_scalar("SELECT id FROM render.render_jobs WHERE tenant_id = $1 AND idempotency_key = $2")
+            .bind(tenant_id.as_uuid())
+            .bind(key)
+            .fetch_optional(connection)
+            .await?;
+    Ok(id.map(JobId::from_uuid))
+}
+
+/// One job with its progress.
+pub(crate) async fn get(connection: &mut PgConnection, id: JobId) -> Result<Option<Job>, DbError> {
+    let row = sqlx::query_as::<_, JobRow>(&format!(
+        "SELECT {JOB_COLUMNS} FROM render.render_jobs j {CHUNK_AGGREGATE} WHERE j.id = $1"
+    ))
+    .bind(id.as_uuid())
+    .fetch_optional(connection)
+    .await?;
+    row.map(Job::try_from).transpose()
+}
+
+/// Filters for listing jobs.
+pub(crate) struct JobFilter {
+    pub tenant_ids: Option<Vec<TenantId>>,
+    pub user_id: Option<UserId>,
+    pub statuses: Vec<JobStatus>,
+    /// Keyset cursor: (created_at, id) of the last job of the previous page.
+    pub after: Option<(DateTime<Utc>, JobId)>,
+    pub limit: i64,
+}
+
+/// Jobs newest first, keyset-paginated.
+pub(crate) async fn list(connection: &mut PgConnection, filter: &JobFilter) -> Result<Vec<Job>, DbError> {
+    let tenant_ids: Option<Vec<Uuid>> = filter
+        .tenant_ids
+        .as_ref()
+        .map(|ids| ids.iter().map(TenantId::as_uuid).collect());
+    let statuses: Vec<&str> = filter.statuses.iter().map(JobStatus::as_str).collect();
+    let rows = sqlx::query_as::<_, JobRow>(&format!(
+        "SELECT {JOB_COLUMNS} FROM render.render_jobs j {CHUNK_AGGREGATE}
+         WHERE ($1::uuid[] IS NULL OR j.tenant_id = ANY($1))
+           AND ($2::uuid IS NULL OR j.user_id = $2)
+           AND (cardinality($3::text[]) = 0 OR j.status = ANY($3))
+           AND ($4::timestamptz IS NULL OR (j.created_at, j.id) < ($4, $5))
+         ORDER BY j.created_at DESC, j.id DESC
+         LIMIT $6"
+    ))
+    .bind(tenant_ids)
+    .bind(filter.user_id.map(|id| id.as_uuid()))
+    .bind(statuses)
+    .bind(filter.after.map(|(created_at, _)| created_at))
+    .bind(filter.after.map(|(_, id)| id.as_uuid()))
+    .bind(filter.limit)
+    .fetch_all(connection)
+    .await?;
+    rows.into_iter().map(Job::try_from).collect()
+}
+
+/// Locks a job row for a state change; returns its tenant and status.
+pub(crate) async fn lock(connection: &mut PgConnection, id: JobId) -> Result<Option<(TenantId, JobStatus)>, DbError> {
+    let row: Option<(Uuid, String)> =
+        sqlx::query_as("SELECT tenant_id, status FROM render.render_jobs WHERE id = $1 FOR UPDATE")
+            .bind(id.as_uuid())
+            .fetch_optional(connection)
+            .await?;
+    row.map(|(tenant, status)| Ok((TenantId::from_uuid(tenant), parse_status(&status)?)))
+        .transpose()
+}
+
+/// Marks a job cancelled and its unfinished chunks cancelled (leases die with them).
+pub(crate) async fn cancel(connection: &mut PgConnection, id: JobId) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE render.frame_jobs SET state = 'cancelled', lease_expires_at = NULL, updated_at = now()
+         WHERE job_id = $1 AND state IN ('pending', 'leased')",
+    )
+    .bind(id.as_uuid())
+    .execute(&mut *connection)
+    .await?;
+    sqlx::query(
+        "UPDATE render.render_jobs SET status = 'cancelled', finished_at = now(), updated_at = now()
+         WHERE id = $1 AND status NOT IN ('completed', 'failed', 'cancelled')",
+    )
+    .bind(id.as_uuid())
+    .execute(connection)
+    .await?;
+    Ok(())
+}
+
+/// Fails a job with a reason; its other unfinished chunks are cancelled.
+pub(crate) async fn fail(connection: &mut PgConnection, id: JobId, reason: &str) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE render.frame_jobs SET state = 'cancelled', lease_expires_at = NULL, updated_at = now()
+         WHERE job_id = $1 AND state IN ('pending', 'leased')",
+    )
+    .bind(id.as_uuid())
+    .execute(&mut *connection)
+    .await?;
+    sqlx::query(
+        "UPDATE render.render_jobs SET status = 'failed', failure_reason = $2, finished_at = now(), updated_at = now()
+         WHERE id = $1 AND status NOT IN ('completed', 'failed', 'cancelled')",
+    )
+    .bind(id.as_uuid())
+    .bind(reason)
+    .execute(connection)
+    .await?;
+    Ok(())
+}
+
+/// Puts a failed or cancelled job's unfinished chunks back in the queue with fresh attempts.
+pub(crate) async fn retry(connection: &mut PgConnection, id: JobId) -> Result<u64, DbError> {
+    let requeued = sqlx::query(
+        "UPDATE render.frame_jobs SET state = 'pending', attempt = 0, lease_node_id = NULL, lease_token = NULL,
+                lease_expires_at = NULL, last_error_class = NULL, last_error = NULL, updated_at = now()
+         WHERE job_id = $1 AND state IN ('failed', 'cancelled')",
+    )
+    .bind(id.as_uuid())
+    .execute(&mut *connection)
+    .await?
+    .rows_affected();
+    sqlx::query("DELETE FROM render.job_bad_nodes WHERE job_id = $1")
+        .bind(id.as_uuid())
+        .execute(&mut *connection)
+        .await?;
+    sqlx::query(
+        "UPDATE render.render_jobs
+         SET status = CASE WHEN started_at IS NULL THEN 'queued' ELSE 'rendering' END,
+             failure_reason = NULL, finished_at = NULL, updated_at = now()
+         WHERE id = $1",
+    )
+    .bind(id.as_uuid())
+    .execute(connection)
+    .await?;
+    Ok(requeued)
+}
+
+/// Parses a stored status.
+pub(crate) fn parse_status(text: &str) -> Result<JobStatus, DbError> {
+    JobStatus::parse(text)
+        .ok_or_else(|| DbError::Other(sqlx::Error::Decode(format!("unknown job status {text:?}").into())))
+}
+
+impl TryFrom<JobRow> for Job {
+    type Error = DbError;
+
+    fn try_from(row: JobRow) -> Result<Self, Self::Error> {
+        let decode = |message: String| DbError::Other(sqlx::Error::Decode(message.into()));
+        let status = parse_status(&row.status)?;
+        let progress = JobProgressView {
+            frames_total: row.frames_total,
+            frames_done: i32::try_from(row.frames_done).unwrap_or(i32::MAX),
+            chunks_total: row.chunks_total,
+            chunks_completed: row.chunks_completed,
+            chunks_leased: i32::try_from(row.chunks_leased).unwrap_or(i32::MAX),
+            seconds_per_frame: row.seconds_per_frame,
+        };
+        Job::from_row_parts(row, status, progress).map_err(decode)
+    }
+}
+
+/// Job counts per status.
+pub(crate) async fn count_by_status(connection: &mut PgConnection) -> Result<Vec<(String, i64)>, DbError> {
+    let rows = sqlx::query_as("SELECT status, count(*) FROM render.render_jobs GROUP BY status ORDER BY status")
+        .fetch_all(connection)
+        .await?;
+    Ok(rows)
+}

@@ -1,0 +1,330 @@
+//! `render.nodes`, `render.node_liveness` and `render.node_template_cache`.
+
+use chrono::{DateTime, Utc};
+use flatrender_proto::types::{ContentHash, NodeId, NodeState};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::DbError;
+
+/// A node row with its liveness and running lease count.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub(crate) struct NodeRow {
+    pub id: Uuid,
+    pub name: String,
+    pub hostname: String,
+    pub os: String,
+    pub os_version: Option<String>,
+    pub ae_version: Option<String>,
+    pub agent_version: String,
+    pub cpu_cores: i32,
+    pub memory_bytes: i64,
+    pub tags: Vec<String>,
+    pub max_leases: i32,
+    pub state: String,
+    pub state_reason: Option<String>,
+    pub state_changed_at: DateTime<Utc>,
+    pub drain_deadline: Option<DateTime<Utc>>,
+    pub registered_at: DateTime<Utc>,
+    pub last_seen_at: Option<DateTime<Utc>>,
+    pub running_leases: i64,
+}
+
+const NODE_SELECT: &str = "SELECT n.id, n.name, n.hostname, n.os, n.os_version, n.ae_version, n.agent_version,
+        n.cpu_cores, n.memory_bytes, n.tags, n.max_leases, n.state, n.state_reason, n.state_changed_at,
+        n.drain_deadline, n.registered_at, l.last_seen_at,
+        (SELECT count(*) FROM render.frame_jobs f WHERE f.lease_node_id = n.id AND f.state = 'leased') AS running_leases
+    FROM render.nodes n LEFT JOIN render.node_liveness l ON l.node_id = n.id";
+
+/// What a node says about itself at registration.
+pub(crate) struct Registration<'a> {
+    pub name: &'a str,
+    pub hostname: &'a str,
+    pub os: &'a str,
+    pub os_version: Option<&'a str>,
+    pub ae_version: Option<&'a str>,
+    pub agent_version: &'a str,
+    pub cpu_cores: i32,
+    pub memory_bytes: i64,
+    pub tags: &'a [String],
+    pub max_leases: i32,
+}
+
+/// Creates the node or refreshes its facts (same name = same node). An offline node comes back
+/// online; disabled and quarantined nodes stay so until ops act.
+pub(crate) async fn upsert(connection: &mut PgConnection, registration: &Registration<'_>) -> Result<NodeId, DbError> {
+    let id: Uuid = sqlx::query_scalar(
+        "INSERT INTO render.nodes (name, hostname, os, os_version, ae_version, agent_version, cpu_cores, memory_bytes, tags, max_leases)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+         ON CONFLICT (name) DO UPDATE SET
+             hostname = EXCLUDED.hostname, os = EXCLUDED.os, os_version = EXCLUDED.os_version,
+             ae_version = EXCLUDED.ae_version, agent_version = EXCLUDED.agent_version,
+             cpu_cores = EXCLUDED.cpu_cores, memory_bytes = EXCLUDED.memory_bytes, tags = EXCLUDED.tags,
+             max_leases = EXCLUDED.max_leases,
+             state = CASE WHEN render.nodes.state = 'offline' THEN 'online' ELSE render.nodes.state END,
+             state_changed_at = CASE WHEN render.nodes.state = 'offline' THEN now() ELSE render.nodes.state_changed_at END
+         RETURNING id",
+    )
+    .bind(registration.name)
+    .bind(registration.hostname)
+    .bind(registration.os)
+    .bind(registration.os_version)
+    .bind(registration.ae_version)
+    .bind(registration.agent_version)
+    .bind(registration.cpu_cores)
+    .bind(registration.memory_bytes)
+    .bind(registration.tags)
+    .bind(registration.max_leases)
+    .fetch_one(&mut *connection)
+    .await?;
+    sqlx::query(
+        "INSERT INTO render.node_liveness (node_id) VALUES ($1)
+         ON CONFLICT (node_id) DO UPDATE SET last_seen_at = now()",
+    )
+    .bind(id)
+    .execute(connection)
+    .await?;
+    Ok(NodeId::from_uuid(id))
+}
+
+/// One node.
+pub(crate) async fn get(connection: &mut PgConnection, id: NodeId) -> Result<Option<NodeRow>, DbError> {
+    let row = sqlx::query_as::<_, NodeRow>(&format!("{NODE_SELECT} WHERE n.id = $1"))
+        .bind(id.as_uuid())
+        .fetch_optional(connection)
+        .await?;
+    Ok(row)
+}
+
+/// Nodes by name, optionally filtered by state, keyset-paginated on name.
+pub(crate) async fn list(
+    connection: &mut PgConnection,
+    states: &[NodeState],
+    after_name: Option<&str>,
+    limit: i64,
+) -> Result<Vec<NodeRow>, DbError> {
+    let states: Vec<&str> = states.iter().map(NodeState::as_str).collect();
+    let rows = sqlx::query_as::<_, NodeRow>(&format!(
+        "{NODE_SELECT} WHERE (cardinality($1::text[]) = 0 OR n.state = ANY($1)) AND ($2::text IS NULL OR n.name > $2)
+         ORDER BY n.name LIMIT $3"
+    ))
+    .bind(states)
+    .bind(after_name)
+    .bind(limit)
+    .fetch_all(connection)
+    .await?;
+    Ok(rows)
+}
+
+/// The dispatch-relevant facts of every node (refreshed into memory periodically).
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub(crate) struct NodeFactsRow {
+    pub id: Uuid,
+    pub os: String,
+    pub ae_version: Option<String>,
+    pub tags: Vec<String>,
+    pub state: String,
+    pub drain_deadline: Option<DateTime<Utc>>,
+}
+
+/// Facts of all nodes.
+pub(crate) async fn all_facts(connection: &mut PgConnection) -> Result<Vec<NodeFactsRow>, DbError> {
+    let rows =
+        sqlx::query_as::<_, NodeFactsRow>("SELECT id, os, ae_version, tags, state, drain_deadline FROM render.nodes")
+            .fetch_all(connection)
+            .await?;
+    Ok(rows)
+}
+
+/// Moves a node to `to` if it is currently in one of `from`; returns whether it moved.
+pub(crate) async fn transition(
+    connection: &mut PgConnection,
+    id: NodeId,
+    from: &[NodeState],
+    to: NodeState,
+    reason: Option<&str>,
+    drain_deadline: Option<DateTime<Utc>>,
+) -> Result<bool, DbError> {
+    let from: Vec<&str> = from.iter().map(NodeState::as_str).collect();
+    let moved = sqlx::query(
+        "UPDATE render.nodes SET state = $3, state_reason = $4, drain_deadline = $5, state_changed_at = now()
+         WHERE id = $1 AND state = ANY($2)",
+    )
+    .bind(id.as_uuid())
+    .bind(from)
+    .bind(to.as_str())
+    .bind(reason)
+    .bind(drain_deadline)
+    .execute(connection)
+    .await?
+    .rows_affected();
+    Ok(moved == 1)
+}
+
+/// Whether a node exists.
+pub(crate) async fn exists(connection: &mut PgConnection, id: NodeId) -> Result<bool, DbError> {
+    let found: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM render.nodes WHERE id = $1)")
+        .bind(id.as_uuid())
+        .fetch_one(connection)
+        .await?;
+    Ok(found)
+}
+
+/// Records heartbeats of many nodes in one statement.
+pub(crate) async fn touch_liveness(
+    connection: &mut PgConnection,
+    seen: &[(NodeId, DateTime<Utc>)],
+) -> Result<(), DbError> {
+    let ids: Vec<Uuid> = seen.iter().map(|(id, _)| id.as_uuid()).collect();
+    let times: Vec<DateTime<Utc>> = seen.iter().map(|(_, at)| *at).collect();
+    sqlx::query(
+        "INSERT INTO render.node_liveness (node_id, last_seen_at)
+         SELECT i.node_id, i.seen FROM unnest($1::uuid[], $2::timestamptz[]) AS i(node_id, seen)
+         JOIN render.nodes n ON n.id = i.node_id
+         ON CONFLICT (node_id) DO UPDATE SET last_seen_at = greatest(render.node_liveness.last_seen_at, EXCLUDED.last_seen_at)",
+    )
+    .bind(ids)
+    .bind(times)
+    .execute(connection)
+    .await?;
+    Ok(())
+}
+
+/// Marks nodes silent for longer than `offline_after_seconds` offline; returns them.
+pub(crate) async fn mark_silent_offline(
+    connection: &mut PgConnection,
+    offline_after_seconds: f64,
+) -> Result<Vec<NodeId>, DbError> {
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "UPDATE render.nodes n
+         SET state = 'offline', state_reason = 'no heartbeat since ' || to_char(l.last_seen_at, 'YYYY-MM-DD HH24:MI:SS TZ'),
+             drain_deadline = NULL, state_changed_at = now()
+         FROM render.node_liveness l
+         WHERE l.node_id = n.id AND n.state IN ('online', 'draining', 'drained')
+           AND l.last_seen_at < now() - make_interval(secs => $1)
+         RETURNING n.id",
+    )
+    .bind(offline_after_seconds)
+    .fetch_all(connection)
+    .await?;
+    Ok(ids.into_iter().map(NodeId::from_uuid).collect())
+}
+
+/// Draining nodes with no running lease become drained; returns them.
+pub(crate) async fn finish_idle_drains(connection: &mut PgConnection) -> Result<Vec<NodeId>, DbError> {
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "UPDATE render.nodes n SET state = 'drained', drain_deadline = NULL, state_changed_at = now()
+         WHERE n.state = 'draining'
+           AND NOT EXISTS (SELECT 1 FROM render.frame_jobs f WHERE f.lease_node_id = n.id AND f.state = 'leased')
+         RETURNING n.id",
+    )
+    .fetch_all(connection)
+    .await?;
+    Ok(ids.into_iter().map(NodeId::from_uuid).collect())
+}
+
+/// Draining nodes whose deadline passed.
+pub(crate) async fn drains_past_deadline(connection: &mut PgConnection) -> Result<Vec<NodeId>, DbError> {
+    let ids: Vec<Uuid> =
+        sqlx::query_scalar("SELECT id FROM render.nodes WHERE state = 'draining' AND drain_deadline < now()")
+            .fetch_all(connection)
+            .await?;
+    Ok(ids.into_iter().map(NodeId::from_uuid).collect())
+}
+
+/// Node counts per state.
+pub(crate) async fn count_by_state(connection: &mut PgConnection) -> Result<Vec<(String, i64)>, DbError> {
+    let rows = sqlx::query_as("SELECT state, count(*) FROM render.nodes GROUP BY state ORDER BY state")
+        .fetch_all(connection)
+        .await?;
+    Ok(rows)
+}
+
+/// A cache entry reported by an agent.
+pub(crate) struct CacheEntryRow {
+    pub hash: ContentHash,
+    pub template_id: Option<Uuid>,
+    pub template_version: Option<i32>,
+    pub size_bytes: i64,
+    pub hits: i64,
+    pub last_used_at: DateTime<Utc>,
+}
+
+/// Applies a cache inventory change (or replaces the inventory when `full_sync`).
+pub(crate) async fn apply_cache_inventory(
+    connection: &mut PgConnection,
+    node_id: NodeId,
+    full_sync: bool,
+    upserted: &[CacheEntryRow],
+    removed: &[ContentHash],
+) -> Result<(), DbError> {
+    let hashes: Vec<Vec<u8>> = upserted.iter().map(|entry| entry.hash.as_bytes().to_vec()).collect();
+    if full_sync {
+        sqlx::query(
+            "DELETE FROM render.node_template_cache WHERE node_id = $1 AND NOT (content_hash = ANY($2::bytea[]))",
+        )
+        .bind(node_id.as_uuid())
+        .bind(&hashes)
+        .execute(&mut *connection)
+        .await?;
+    }
+    if !removed.is_empty() {
+        let removed: Vec<Vec<u8>> = removed.iter().map(|hash| hash.as_bytes().to_vec()).collect();
+        sqlx::query("DELETE FROM render.node_template_cache WHERE node_id = $1 AND content_hash = ANY($2::bytea[])")
+            .bind(node_id.as_uuid())
+            .bind(removed)
+            .execute(&mut *connection)
+            .await?;
+    }
+    if !upserted.is_empty() {
+        sqlx::query(
+            "INSERT INTO render.node_template_cache (node_id, content_hash, template_id, template_version, size_bytes, hits, last_used_at)
+             SELECT $1, * FROM unnest($2::bytea[], $3::uuid[], $4::int4[], $5::int8[], $6::int8[], $7::timestamptz[])
+             ON CONFLICT (node_id, content_hash) DO UPDATE SET
+                 template_id = EXCLUDED.template_id, template_version = EXCLUDED.template_version,
+                 size_bytes = EXCLUDED.size_bytes, hits = EXCLUDED.hits, last_used_at = EXCLUDED.last_used_at",
+        )
+        .bind(node_id.as_uuid())
+        .bind(hashes)
+        .bind(upserted.iter().map(|entry| entry.template_id).collect::<Vec<_>>())
+        .bind(upserted.iter().map(|entry| entry.template_version).collect::<Vec<_>>())
+        .bind(upserted.iter().map(|entry| entry.size_bytes).collect::<Vec<_>>())
+        .bind(upserted.iter().map(|entry| entry.hits).collect::<Vec<_>>())
+        .bind(upserted.iter().map(|entry| entry.last_used_at).collect::<Vec<_>>())
+        .execute(connection)
+        .await?;
+    }
+    Ok(())
+}
+
+/// The template hashes a node holds.
+pub(crate) async fn cached_hashes(connection: &mut PgConnection, node_id: NodeId) -> Result<Vec<Vec<u8>>, DbError> {
+    let hashes = sqlx::query_scalar("SELECT content_hash FROM render.node_template_cache WHERE node_id = $1")
+        .bind(node_id.as_uuid())
+        .fetch_all(connection)
+        .await?;
+    Ok(hashes)
+}
+
+/// A node's cache inventory rows.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct CacheViewRow {
+    pub content_hash: Vec<u8>,
+    pub template_id: Option<Uuid>,
+    pub template_version: Option<i32>,
+    pub size_bytes: i64,
+    pub hits: i64,
+    pub last_used_at: DateTime<Utc>,
+}
+
+/// A node's cache, most recently used first.
+pub(crate) async fn cache_view(connection: &mut PgConnection, node_id: NodeId) -> Result<Vec<CacheViewRow>, DbError> {
+    let rows = sqlx::query_as::<_, CacheViewRow>(
+        "SELECT content_hash, template_id, template_version, size_bytes, hits, last_used_at
+         FROM render.node_template_cache WHERE node_id = $1 ORDER BY last_used_at DESC",
+    )
+    .bind(node_id.as_uuid())
+    .fetch_all(connection)
+    .await?;
+    Ok(rows)
+}

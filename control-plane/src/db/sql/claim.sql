@@ -1,0 +1,98 @@
+-- Claims up to N pending frame chunks for one node, fairly across tenants, in one statement.
+-- $1 node id, $2 node os, $3 node AE version, $4 node tags, $5 chunks wanted, $6 lease TTL (s),
+-- $7 default guaranteed leases, $8 default burst cap (0: none), $9 template hashes in the
+-- node's cache, $10 candidate window per tenant, $11 tenants considered.
+-- docs/dispatch.md explains the ordering.
+WITH RECURSIVE pending_tenants(tenant_id) AS (
+    -- Loose index scan: one probe per tenant with pending work, not one row per pending chunk.
+    (SELECT f.tenant_id FROM render.frame_jobs f WHERE f.state = 'pending' ORDER BY f.tenant_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT f.tenant_id FROM render.frame_jobs f
+            WHERE f.state = 'pending' AND f.tenant_id > p.tenant_id
+            ORDER BY f.tenant_id LIMIT 1)
+    FROM pending_tenants p
+    WHERE p.tenant_id IS NOT NULL
+),
+tenant_load AS (
+    SELECT p.tenant_id,
+           coalesce(q.guaranteed_leases, $7) AS guaranteed,
+           CASE WHEN q.tenant_id IS NULL THEN nullif($8, 0) ELSE q.burst_leases END AS burst,
+           (SELECT count(*) FROM render.frame_jobs l WHERE l.tenant_id = p.tenant_id AND l.state = 'leased') AS running,
+           (SELECT f.priority FROM render.frame_jobs f WHERE f.tenant_id = p.tenant_id AND f.state = 'pending'
+            ORDER BY f.priority DESC LIMIT 1) AS top_priority
+    FROM pending_tenants p
+    LEFT JOIN render.tenant_quotas q ON q.tenant_id = p.tenant_id
+    WHERE p.tenant_id IS NOT NULL
+),
+eligible AS (
+    -- Tenants below their guarantee first, then by priority tier, then the least loaded.
+    SELECT t.tenant_id,
+           row_number() OVER (ORDER BY (t.running < t.guaranteed) DESC, t.top_priority DESC,
+                                       t.running::float8 / greatest(t.guaranteed, 1), t.tenant_id) AS rank
+    FROM tenant_load t
+    WHERE t.burst IS NULL OR t.running < t.burst
+    ORDER BY rank
+    LIMIT $11
+),
+node_jobs AS (
+    SELECT DISTINCT l.job_id FROM render.frame_jobs l WHERE l.lease_node_id = $1 AND l.state = 'leased'
+),
+candidates AS (
+    -- The head of each eligible tenant's queue that this node may run.
+    SELECT c.id, e.rank, c.priority, c.queued_at, c.job_id, c.chunk_index,
+           (c.template_hash = ANY($9::bytea[]) OR c.job_id IN (SELECT job_id FROM node_jobs)) AS warm
+    FROM eligible e
+    CROSS JOIN LATERAL (
+        SELECT f.id, f.priority, f.queued_at, f.job_id, f.chunk_index, f.template_hash
+        FROM render.frame_jobs f
+        JOIN render.render_jobs j ON j.id = f.job_id
+        WHERE f.tenant_id = e.tenant_id
+          AND f.state = 'pending'
+          AND (j.required_os IS NULL OR j.required_os = $2)
+          AND (j.required_ae_version IS NULL OR starts_with($3, j.required_ae_version))
+          AND j.required_tags <@ $4::text[]
+          AND NOT EXISTS (SELECT 1 FROM render.job_bad_nodes b WHERE b.job_id = f.job_id AND b.node_id = $1)
+        ORDER BY f.priority DESC, f.queued_at, f.job_id, f.chunk_index
+        LIMIT $10
+    ) c
+),
+capacity AS (
+    SELECT coalesce((
+        SELECT greatest(0, least($5, n.max_leases
+               - (SELECT count(*) FROM render.frame_jobs l WHERE l.lease_node_id = $1 AND l.state = 'leased')))
+        FROM render.nodes n WHERE n.id = $1 AND n.state = 'online'), 0) AS slots
+),
+chosen AS (
+    SELECT f.id
+    FROM candidates c
+    JOIN render.frame_jobs f ON f.id = c.id
+    WHERE f.state = 'pending'
+    ORDER BY c.rank, c.priority DESC, c.warm DESC, c.queued_at, c.job_id, c.chunk_index
+    LIMIT (SELECT slots FROM capacity)
+    FOR UPDATE OF f SKIP LOCKED
+),
+claimed AS (
+    UPDATE render.frame_jobs f
+    SET state = 'leased',
+        lease_token = nextval('render.lease_token_seq'),
+        lease_node_id = $1,
+        leased_at = now(),
+        lease_expires_at = now() + make_interval(secs => $6),
+        attempt = f.attempt + 1,
+        updated_at = now()
+    FROM chosen
+    WHERE f.id = chosen.id
+    RETURNING f.id, f.job_id, f.tenant_id, f.chunk_index, f.frame_start, f.frame_end, f.lease_token,
+              f.lease_expires_at, f.attempt, f.frames_written
+),
+started AS (
+    UPDATE render.render_jobs j
+    SET status = 'rendering', started_at = now(), updated_at = now()
+    WHERE j.id IN (SELECT job_id FROM claimed) AND j.status = 'queued'
+)
+SELECT c.id, c.job_id, c.tenant_id, c.chunk_index, c.frame_start, c.frame_end, c.lease_token, c.lease_expires_at,
+       c.attempt, c.frames_written, j.template_id, j.template_version, j.template_url, j.template_hash,
+       j.template_size_bytes, j.composition, j.fps::float8 AS fps, j.output_settings
+FROM claimed c
+JOIN render.render_jobs j ON j.id = c.job_id
+ORDER BY c.job_id, c.chunk_index

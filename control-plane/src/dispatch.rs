@@ -1,0 +1,232 @@
+//! Dispatch: hands pending frame chunks to nodes under leases, fairly across tenants and with
+//! cache affinity (the SQL is `db/sql/claim.sql`; the reasoning is in `docs/dispatch.md`), and
+//! wakes long-polling nodes when work appears.
+//!
+//! Wake-ups: a transaction that makes work claimable sends one `NOTIFY flatrender_work`; every
+//! control plane listens and wakes one waiting node, which wakes the next one if it found work
+//! (a chain, not a thundering herd of thousands of claim queries).
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::{DateTime, Utc};
+use flatrender_proto::types::{
+    ContentHash, FrameJobId, FrameRange, HttpUrl, JobId, LeaseToken, NodeId, SafeName, TemplateId, TenantId,
+};
+use sqlx::{PgPool, postgres::PgListener};
+use tokio::{sync::Notify, time::Instant};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::{
+    config::DispatchConfig,
+    db::{self, DbError, frame_jobs::ClaimedRow},
+    error::ControlPlaneResult,
+    jobs::{OutputSpec, TemplateSpec},
+    metrics::Metrics,
+    nodes::NodeRegistry,
+};
+
+/// Pending chunks looked at per tenant when choosing (cache affinity reorders within this window).
+const CANDIDATE_WINDOW: i64 = 16;
+/// Tenants considered per claim, best-ranked first.
+const TENANTS_CONSIDERED: i64 = 16;
+
+/// A chunk leased to a node, with everything needed to render it.
+#[derive(Clone, Debug)]
+pub struct Assignment {
+    /// The chunk.
+    pub frame_job_id: FrameJobId,
+    /// Fencing token of this lease.
+    pub lease_token: LeaseToken,
+    /// When the lease lapses unless renewed.
+    pub lease_expires_at: DateTime<Utc>,
+    /// Its job.
+    pub job_id: JobId,
+    /// The job's tenant.
+    pub tenant_id: TenantId,
+    /// Position in the job.
+    pub chunk_index: i32,
+    /// Frames to render.
+    pub frame_range: FrameRange,
+    /// Template to render from.
+    pub template: TemplateSpec,
+    /// Composition.
+    pub composition: SafeName,
+    /// Frames per second.
+    pub fps: f64,
+    /// Output settings.
+    pub output: OutputSpec,
+    /// Frames already written on earlier attempts.
+    pub frames_already_written: Vec<i32>,
+    /// 1 for the first lease of this chunk.
+    pub attempt: i32,
+}
+
+impl TryFrom<ClaimedRow> for Assignment {
+    type Error = DbError;
+
+    fn try_from(row: ClaimedRow) -> Result<Self, Self::Error> {
+        let decode = |message: String| DbError::Other(sqlx::Error::Decode(message.into()));
+        let field = |error: flatrender_proto::types::FieldError| decode(format!("claimed chunk {}: {error}", row.id));
+        Ok(Assignment {
+            frame_job_id: FrameJobId::from_uuid(row.id),
+            lease_token: LeaseToken::new(row.lease_token, "lease_token").map_err(field)?,
+            lease_expires_at: row.lease_expires_at,
+            job_id: JobId::from_uuid(row.job_id),
+            tenant_id: TenantId::from_uuid(row.tenant_id),
+            chunk_index: row.chunk_index,
+            frame_range: FrameRange::new(row.frame_start, row.frame_end, "frame_range").map_err(field)?,
+            template: TemplateSpec {
+                template_id: TemplateId::from_uuid(row.template_id),
+                version: row.template_version,
+                url: HttpUrl::parse(&row.template_url, "template_url").map_err(field)?,
+                hash: ContentHash::from_slice(&row.template_hash, "template_hash").map_err(field)?,
+                size_bytes: row.template_size_bytes,
+            },
+            composition: SafeName::composition(&row.composition, "composition").map_err(field)?,
+            fps: row.fps,
+            output: serde_json::from_value(row.output_settings).map_err(|error| decode(error.to_string()))?,
+            frames_already_written: row.frames_written,
+            attempt: row.attempt,
+        })
+    }
+}
+
+/// Claims work for nodes and wakes the ones waiting for it.
+pub struct Dispatcher {
+    pool: PgPool,
+    config: DispatchConfig,
+    nodes: Arc<NodeRegistry>,
+    metrics: Arc<Metrics>,
+    work_available: Notify,
+}
+
+impl Dispatcher {
+    /// A dispatcher over `pool`.
+    pub fn new(pool: PgPool, config: DispatchConfig, nodes: Arc<NodeRegistry>, metrics: Arc<Metrics>) -> Self {
+        Self {
+            pool,
+            config,
+            nodes,
+            metrics,
+            work_available: Notify::new(),
+        }
+    }
+
+    /// Signals that work may be claimable (after a local submit or requeue).
+    pub fn work_added(&self) {
+        self.work_available.notify_one();
+    }
+
+    /// Claims up to `max_chunks` chunks for `node_id`, waiting up to `wait` for work to appear.
+    pub async fn acquire(
+        &self,
+        node_id: NodeId,
+        max_chunks: i64,
+        wait: Duration,
+    ) -> ControlPlaneResult<Vec<Assignment>> {
+        let deadline = Instant::now() + wait;
+        loop {
+            // Register interest before looking, so a wake-up between the claim and the wait is kept.
+            let notified = self.work_available.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+
+            let assignments = self.claim_once(node_id, max_chunks).await?;
+            if !assignments.is_empty() {
+                // There may be more: pass the wake-up on to the next waiting node.
+                self.work_available.notify_one();
+                return Ok(assignments);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(assignments);
+            }
+            if tokio::time::timeout(deadline - now, notified).await.is_err() {
+                return Ok(Vec::new());
+            }
+        }
+    }
+
+    /// One claim attempt, no waiting.
+    pub async fn claim_once(&self, node_id: NodeId, max_chunks: i64) -> ControlPlaneResult<Vec<Assignment>> {
+        let Some(facts) = self.nodes.facts(node_id).await? else {
+            return Ok(Vec::new());
+        };
+        if facts.state != flatrender_proto::types::NodeState::Online {
+            return Ok(Vec::new());
+        }
+        let cached_hashes = self.nodes.cached_hashes(node_id).await?;
+        let started = Instant::now();
+        let mut connection = self.pool.acquire().await?;
+        let request = db::frame_jobs::ClaimRequest {
+            node_id,
+            os: facts.os.as_str(),
+            ae_version: facts.ae_version.as_deref().unwrap_or(""),
+            tags: &facts.tags,
+            max_chunks,
+            lease_ttl_seconds: self.config.lease_ttl().as_secs_f64(),
+            default_guaranteed: self.config.default_guaranteed_leases,
+            default_burst: self.config.default_burst_leases,
+            cached_hashes: &cached_hashes,
+            window: CANDIDATE_WINDOW,
+            tenants_considered: TENANTS_CONSIDERED,
+        };
+        let rows = db::frame_jobs::claim(&mut connection, &request).await?;
+        self.metrics.observe_acquire(started.elapsed(), rows.len());
+        let assignments: Vec<Assignment> = rows.into_iter().map(Assignment::try_from).collect::<Result<_, _>>()?;
+        for assignment in &assignments {
+            info!(
+                job_id = %assignment.job_id, frame_job_id = %assignment.frame_job_id, %node_id,
+                lease_token = %assignment.lease_token, frames = %assignment.frame_range, attempt = assignment.attempt,
+                "leased chunk"
+            );
+        }
+        Ok(assignments)
+    }
+
+    /// Listens for `NOTIFY flatrender_work` from every control plane until `shutdown`.
+    pub async fn listen_for_work(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            let mut listener = match PgListener::connect_with(&self.pool).await {
+                Ok(listener) => listener,
+                Err(error) => {
+                    warn!(%error, "cannot listen for work notifications; retrying");
+                    if sleep_or_shutdown(Duration::from_secs(2), &shutdown).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            if let Err(error) = listener.listen(db::frame_jobs::WORK_CHANNEL).await {
+                warn!(%error, "LISTEN failed; retrying");
+                continue;
+            }
+            // Notifications may have been missed while disconnected: let waiters look once.
+            self.work_available.notify_waiters();
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    received = listener.recv() => match received {
+                        Ok(_) => {
+                            debug!("work notification");
+                            self.work_available.notify_one();
+                        }
+                        Err(error) => {
+                            warn!(%error, "work listener lost its connection; reconnecting");
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Sleeps unless shutdown comes first; true when shutting down.
+pub(crate) async fn sleep_or_shutdown(duration: Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        () = shutdown.cancelled() => true,
+        () = tokio::time::sleep(duration) => false,
+    }
+}

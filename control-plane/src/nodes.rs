@@ -1,0 +1,316 @@
+//! Render nodes: registration, the in-memory view dispatch reads (refreshed from the database,
+//! which stays the only shared state), coalesced liveness, and the node state machine
+//! (`docs/state-machines.md`).
+//!
+//! Heartbeats are cheap on purpose: a heartbeat only records "seen at" in memory; one
+//! multi-row statement per second writes all of them to `render.node_liveness`.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use chrono::{DateTime, Utc};
+use flatrender_proto::types::{NodeId, NodeState, OperatingSystem};
+use sqlx::PgPool;
+use tokio::{sync::RwLock, time::Instant};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::{
+    db::{self, DbError, frame_jobs::LeaseSelector},
+    dispatch::sleep_or_shutdown,
+    error::{ControlPlaneError, ControlPlaneResult},
+};
+
+const FACTS_REFRESH: Duration = Duration::from_secs(1);
+const CACHE_INVENTORY_TTL: Duration = Duration::from_secs(30);
+
+/// What dispatch needs to know about a node.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeFacts {
+    /// Operating system.
+    pub os: String,
+    /// After Effects version.
+    pub ae_version: Option<String>,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Current state.
+    pub state: NodeState,
+    /// Drain deadline, when draining with one.
+    pub drain_deadline: Option<DateTime<Utc>>,
+}
+
+type CachedHashes = (Vec<Vec<u8>>, Instant);
+
+/// The node view shared by the API handlers, dispatch and the reaper.
+pub struct NodeRegistry {
+    pool: PgPool,
+    facts: RwLock<HashMap<NodeId, NodeFacts>>,
+    // Short critical sections, no awaits inside: std mutexes.
+    seen: Mutex<HashMap<NodeId, DateTime<Utc>>>,
+    cached_templates: Mutex<HashMap<NodeId, CachedHashes>>,
+}
+
+impl NodeRegistry {
+    /// An empty registry; call [`Self::refresh`] (or run [`Self::run`]) to fill it.
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            pool,
+            facts: RwLock::new(HashMap::new()),
+            seen: Mutex::new(HashMap::new()),
+            cached_templates: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Reloads every node's facts from the database.
+    pub async fn refresh(&self) -> Result<(), DbError> {
+        let mut connection = self.pool.acquire().await?;
+        let rows = db::nodes::all_facts(&mut connection).await?;
+        let mut fresh = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let Some(state) = NodeState::parse(&row.state) else {
+                warn!(node_id = %row.id, state = %row.state, "node has unknown state; ignored");
+                continue;
+            };
+            fresh.insert(
+                NodeId::from_uuid(row.id),
+                NodeFacts {
+                    os: row.os,
+                    ae_version: row.ae_version,
+                    tags: row.tags,
+                    state,
+                    drain_deadline: row.drain_deadline,
+                },
+            );
+        }
+        *self.facts.write().await = fresh;
+        Ok(())
+    }
+
+    /// A node's facts; looks the database up when the node is not known yet here.
+    pub async fn facts(&self, node_id: NodeId) -> Result<Option<NodeFacts>, DbError> {
+        if let Some(facts) = self.facts.read().await.get(&node_id) {
+            return Ok(Some(facts.clone()));
+        }
+        self.refresh().await?;
+        Ok(self.facts.read().await.get(&node_id).cloned())
+    }
+
+    /// Notes a state change made here so this instance sees it before the next refresh.
+    pub async fn set_state(&self, node_id: NodeId, state: NodeState, drain_deadline: Option<DateTime<Utc>>) {
+        if let Some(facts) = self.facts.write().await.get_mut(&node_id) {
+            facts.state = state;
+            facts.drain_deadline = drain_deadline;
+        }
+    }
+
+    /// Records a heartbeat (written in the next liveness flush).
+    pub fn record_seen(&self, node_id: NodeId) {
+        lock(&self.seen).insert(node_id, Utc::now());
+    }
+
+    /// The template hashes a node holds (cached briefly).
+    pub async fn cached_hashes(&self, node_id: NodeId) -> Result<Vec<Vec<u8>>, DbError> {
+        if let Some((hashes, at)) = lock(&self.cached_templates).get(&node_id)
+            && at.elapsed() < CACHE_INVENTORY_TTL
+        {
+            return Ok(hashes.clone());
+        }
+        let mut connection = self.pool.acquire().await?;
+        let hashes = db::nodes::cached_hashes(&mut connection, node_id).await?;
+        lock(&self.cached_templates).insert(node_id, (hashes.clone(), Instant::now()));
+        Ok(hashes)
+    }
+
+    /// Forgets the cached inventory of a node (it just reported a change).
+    pub fn invalidate_cache_inventory(&self, node_id: NodeId) {
+        lock(&self.cached_templates).remove(&node_id);
+    }
+
+    /// Writes pending liveness in one statement.
+    pub async fn flush_liveness(&self) -> Result<usize, DbError> {
+        let seen: Vec<(NodeId, DateTime<Utc>)> = lock(&self.seen).drain().collect();
+        if seen.is_empty() {
+            return Ok(0);
+        }
+        let mut connection = self.pool.acquire().await?;
+        if let Err(error) = db::nodes::touch_liveness(&mut connection, &seen).await {
+            // Put them back so the next flush retries (newer heartbeats win).
+            let mut pending = lock(&self.seen);
+            for (node_id, at) in seen {
+                pending.entry(node_id).or_insert(at);
+            }
+            return Err(error);
+        }
+        Ok(seen.len())
+    }
+
+    /// Refreshes facts and flushes liveness every second until `shutdown` (then flushes once more).
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            let stopping = sleep_or_shutdown(FACTS_REFRESH, &shutdown).await;
+            if let Err(error) = self.flush_liveness().await {
+                warn!(%error, "liveness flush failed");
+            }
+            if stopping {
+                return;
+            }
+            if let Err(error) = self.refresh().await {
+                warn!(%error, "node refresh failed");
+            }
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned map only means a panic elsewhere; the data is still consistent.
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A validated registration.
+#[derive(Clone, Debug)]
+pub struct NodeRegistration {
+    /// Unique node name.
+    pub name: String,
+    /// Host name.
+    pub hostname: String,
+    /// Operating system.
+    pub os: OperatingSystem,
+    /// OS version.
+    pub os_version: Option<String>,
+    /// After Effects version.
+    pub ae_version: Option<String>,
+    /// Agent version.
+    pub agent_version: String,
+    /// CPU cores.
+    pub cpu_cores: i32,
+    /// Memory.
+    pub memory_bytes: i64,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Concurrent chunks.
+    pub max_leases: i32,
+}
+
+/// Creates or refreshes a node; returns its id and current state.
+pub async fn register(
+    pool: &PgPool,
+    registry: &NodeRegistry,
+    registration: &NodeRegistration,
+) -> ControlPlaneResult<(NodeId, NodeState)> {
+    let mut connection = pool.acquire().await?;
+    let node_id = db::nodes::upsert(
+        &mut connection,
+        &db::nodes::Registration {
+            name: &registration.name,
+            hostname: &registration.hostname,
+            os: registration.os.as_str(),
+            os_version: registration.os_version.as_deref(),
+            ae_version: registration.ae_version.as_deref(),
+            agent_version: &registration.agent_version,
+            cpu_cores: registration.cpu_cores,
+            memory_bytes: registration.memory_bytes,
+            tags: &registration.tags,
+            max_leases: registration.max_leases,
+        },
+    )
+    .await?;
+    registry.refresh().await?;
+    let state = registry
+        .facts(node_id)
+        .await?
+        .map_or(NodeState::Online, |facts| facts.state);
+    info!(%node_id, name = %registration.name, os = %registration.os, ae_version = ?registration.ae_version, %state, "node registered");
+    Ok((node_id, state))
+}
+
+/// An ops or agent-driven change of node state.
+#[derive(Clone, Copy, Debug)]
+pub enum NodeTransition {
+    /// Finish running work, take no more; requeue what still runs at the deadline.
+    Drain(Option<DateTime<Utc>>),
+    /// Back to online from draining or drained.
+    Undrain,
+    /// Out of dispatch at once; running work is requeued.
+    Disable,
+    /// Back online from disabled or quarantined (ops).
+    Enable,
+    /// The agent reports a crash loop.
+    Quarantine,
+    /// A probe render succeeded while quarantined.
+    ProbeSucceeded,
+    /// A heartbeat from a node marked offline.
+    CameBack,
+}
+
+impl NodeTransition {
+    fn plan(self) -> (&'static [NodeState], NodeState) {
+        use NodeState::*;
+        match self {
+            NodeTransition::Drain(_) => (&[Online, Draining, Drained], Draining),
+            NodeTransition::Undrain => (&[Draining, Drained], Online),
+            NodeTransition::Disable => (&[Online, Draining, Drained, Offline, Quarantined], Disabled),
+            NodeTransition::Enable => (&[Disabled, Quarantined], Online),
+            NodeTransition::Quarantine => (&[Online, Draining, Drained], Quarantined),
+            NodeTransition::ProbeSucceeded => (&[Quarantined], Online),
+            NodeTransition::CameBack => (&[Offline], Online),
+        }
+    }
+}
+
+/// Applies a transition; returns the chunks requeued as a side effect (disable, quarantine).
+/// A transition from a state it does not apply to is `FAILED_PRECONDITION`.
+pub async fn transition(
+    pool: &PgPool,
+    registry: &NodeRegistry,
+    node_id: NodeId,
+    change: NodeTransition,
+    reason: Option<&str>,
+) -> ControlPlaneResult<u64> {
+    let (from, to) = change.plan();
+    let deadline = match change {
+        NodeTransition::Drain(deadline) => deadline,
+        _ => None,
+    };
+    let mut transaction = pool.begin().await?;
+    if !db::nodes::exists(&mut transaction, node_id).await? {
+        return Err(ControlPlaneError::NotFound(format!("node {node_id}")));
+    }
+    if !db::nodes::transition(&mut transaction, node_id, from, to, reason, deadline).await? {
+        let current = registry
+            .facts(node_id)
+            .await?
+            .map_or("unknown".to_owned(), |facts| facts.state.to_string());
+        return Err(ControlPlaneError::FailedPrecondition(format!(
+            "node {node_id} is {current}; cannot move it to {to} from there"
+        )));
+    }
+    let requeued = match change {
+        NodeTransition::Disable | NodeTransition::Quarantine => {
+            let error_class = if to == NodeState::Disabled {
+                "node_disabled"
+            } else {
+                "node_quarantined"
+            };
+            db::frame_jobs::requeue_leases(
+                &mut transaction,
+                LeaseSelector::Nodes(&[node_id]),
+                false,
+                error_class,
+                reason.unwrap_or(error_class),
+            )
+            .await?
+            .len() as u64
+        }
+        _ => 0,
+    };
+    if requeued > 0 {
+        db::frame_jobs::notify_work(&mut transaction).await?;
+    }
+    transaction.commit().await?;
+    registry.set_state(node_id, to, deadline).await;
+    info!(%node_id, state = %to, reason = reason.unwrap_or(""), requeued, "node state changed");
+    Ok(requeued)
+}
