@@ -74,7 +74,6 @@ impl Drop for TestDb {
             eprintln!("test failed: database {} kept for inspection", self.name);
             return;
         }
-        let pool = self.pool.clone();
         let admin_url = self.admin_url.clone();
         let name = self.name.clone();
         // Drop cannot await and may run inside a runtime: do the clean-up on a thread of its own.
@@ -83,8 +82,9 @@ impl Drop for TestDb {
                 .enable_all()
                 .build()
                 .expect("runtime");
+            // The pool's connections belong to the test's runtime, which is blocked here:
+            // FORCE closes them from the server side instead of awaiting them.
             runtime.block_on(async move {
-                pool.close().await;
                 if let Ok(mut admin) = PgConnection::connect(&admin_url).await {
                     let _ = admin
                         .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())

@@ -1,0 +1,369 @@
+//! Node states, ops moves, health ingestion and partitions.
+
+use std::time::Duration;
+
+use flatrender_proto::{pb, types::TenantId};
+
+use crate::support::{Farm, HASH_A, authed, eventually, test_config};
+
+fn node_state(node: &pb::Node) -> pb::NodeState {
+    node.state()
+}
+
+/// Drain lets running work finish and takes no more; the node ends drained, and undrain
+/// brings it back.
+#[tokio::test]
+async fn drain_finishes_running_work_then_undrain_restores() {
+    let farm = Farm::start().await;
+    farm.submit(TenantId::new_random(), 0, 19, HASH_A).await;
+    let mut node = farm.register("node-a", &[]).await;
+    let running = node.acquire(1).await.remove(0);
+    let mut admin = farm.admin().await;
+    let drained = admin
+        .drain_node(authed(
+            pb::DrainNodeRequest {
+                node_id: node.id.clone(),
+                deadline: None,
+            },
+            &farm.admin_token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .node
+        .unwrap();
+    assert_eq!(node_state(&drained), pb::NodeState::Draining);
+    let beat = node.heartbeat(pb::HeartbeatRequest::default()).await;
+    assert_eq!(beat.state(), pb::NodeState::Draining);
+    assert!(
+        beat.commands
+            .iter()
+            .any(|c| matches!(c.command, Some(pb::node_command::Command::Drain(_))))
+    );
+    assert!(node.acquire(1).await.is_empty(), "a draining node takes no work");
+    assert_eq!(
+        node.complete(&running).await,
+        pb::CompletionOutcome::Accepted,
+        "running work finishes"
+    );
+    let settled = eventually(Duration::from_secs(5), || async {
+        farm.count("SELECT count(*) FROM render.nodes WHERE state = 'drained'")
+            .await
+            == 1
+    })
+    .await;
+    assert!(settled, "an idle draining node becomes drained");
+    admin
+        .undrain_node(authed(
+            pb::UndrainNodeRequest {
+                node_id: node.id.clone(),
+            },
+            &farm.admin_token,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(node.acquire(1).await.len(), 1);
+}
+
+/// With a deadline, work still running when it passes is requeued without costing an attempt.
+#[tokio::test]
+async fn drain_with_deadline_requeues_running_work() {
+    let farm = Farm::start().await;
+    farm.submit(TenantId::new_random(), 0, 9, HASH_A).await;
+    let mut node = farm.register("node-a", &[]).await;
+    let running = node.acquire(1).await.remove(0);
+    farm.admin()
+        .await
+        .drain_node(authed(
+            pb::DrainNodeRequest {
+                node_id: node.id.clone(),
+                deadline: Some(prost_types::Duration {
+                    seconds: 0,
+                    nanos: 300_000_000,
+                }),
+            },
+            &farm.admin_token,
+        ))
+        .await
+        .unwrap();
+    let requeued = eventually(Duration::from_secs(5), || async {
+        farm.count("SELECT count(*) FROM render.frame_jobs WHERE state = 'pending' AND attempt = 0")
+            .await
+            == 1
+    })
+    .await;
+    assert!(requeued);
+    assert_eq!(node.complete(&running).await, pb::CompletionOutcome::StaleLease);
+}
+
+/// A node that stops heartbeating goes offline and its chunk is requeued; when it comes back
+/// it is online again.
+#[tokio::test]
+async fn silent_node_goes_offline_and_comes_back() {
+    let mut config = test_config();
+    config.dispatch.lease_ttl_seconds = 30;
+    config.dispatch.heartbeat_interval_seconds = 1;
+    config.dispatch.node_offline_after_seconds = 2;
+    let farm = Farm::start_with(config).await;
+    farm.submit(TenantId::new_random(), 0, 9, HASH_A).await;
+    let mut node = farm.register("node-a", &[]).await;
+    node.acquire(1).await;
+    let offline = eventually(Duration::from_secs(10), || async {
+        farm.count("SELECT count(*) FROM render.nodes WHERE state = 'offline'")
+            .await
+            == 1
+    })
+    .await;
+    assert!(offline);
+    assert_eq!(
+        farm.count("SELECT count(*) FROM render.frame_jobs WHERE state = 'pending'")
+            .await,
+        1
+    );
+    let beat = node.heartbeat(pb::HeartbeatRequest::default()).await;
+    assert_eq!(beat.state(), pb::NodeState::Online);
+}
+
+/// Disable takes a node out at once and requeues its work; enable brings it back.
+#[tokio::test]
+async fn disable_requeues_and_enable_restores() {
+    let farm = Farm::start().await;
+    farm.submit(TenantId::new_random(), 0, 9, HASH_A).await;
+    let mut node = farm.register("node-a", &[]).await;
+    node.acquire(1).await;
+    let mut admin = farm.admin().await;
+    let response = admin
+        .disable_node(authed(
+            pb::DisableNodeRequest {
+                node_id: node.id.clone(),
+                reason: "bad GPU".into(),
+            },
+            &farm.admin_token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(response.requeued_chunks, 1);
+    assert_eq!(node_state(response.node.as_ref().unwrap()), pb::NodeState::Disabled);
+    assert!(node.acquire(1).await.is_empty());
+    let undrain = admin
+        .undrain_node(authed(
+            pb::UndrainNodeRequest {
+                node_id: node.id.clone(),
+            },
+            &farm.admin_token,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        undrain.code(),
+        tonic::Code::FailedPrecondition,
+        "undrain does not apply to a disabled node"
+    );
+    admin
+        .enable_node(authed(
+            pb::EnableNodeRequest {
+                node_id: node.id.clone(),
+            },
+            &farm.admin_token,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(node.acquire(1).await.len(), 1);
+}
+
+/// A dry run lists what would move and moves nothing; the real run moves exactly that.
+#[tokio::test]
+async fn requeue_dry_run_moves_nothing() {
+    let farm = Farm::start().await;
+    let job = farm.submit(TenantId::new_random(), 0, 29, HASH_A).await;
+    let mut node = farm.register("node-a", &[]).await;
+    node.acquire(2).await;
+    let mut admin = farm.admin().await;
+    let selector = pb::FrameSelector {
+        node_id: node.id.clone(),
+        ..Default::default()
+    };
+    let dry = admin
+        .requeue_frames(authed(
+            pb::RequeueFramesRequest {
+                selector: Some(selector.clone()),
+                dry_run: true,
+                limit: 0,
+            },
+            &farm.admin_token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(dry.dry_run);
+    assert_eq!(dry.frame_jobs.len(), 2);
+    assert_eq!(
+        farm.count("SELECT count(*) FROM render.frame_jobs WHERE state = 'leased'")
+            .await,
+        2
+    );
+    let real = admin
+        .requeue_frames(authed(
+            pb::RequeueFramesRequest {
+                selector: Some(selector),
+                dry_run: false,
+                limit: 0,
+            },
+            &farm.admin_token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(real.frame_jobs.len(), 2);
+    assert_eq!(
+        farm.count("SELECT count(*) FROM render.frame_jobs WHERE state = 'pending'")
+            .await,
+        3
+    );
+    let too_many = admin
+        .requeue_frames(authed(
+            pb::RequeueFramesRequest {
+                selector: Some(pb::FrameSelector {
+                    job_id: job.id,
+                    ..Default::default()
+                }),
+                dry_run: true,
+                limit: 0,
+            },
+            &farm.admin_token,
+        ))
+        .await
+        .unwrap();
+    assert!(
+        too_many.into_inner().frame_jobs.is_empty(),
+        "pending chunks are not requeue candidates"
+    );
+}
+
+/// Health samples from heartbeats land in the partitioned table, in batches.
+#[tokio::test]
+async fn health_samples_are_ingested() {
+    let farm = Farm::start().await;
+    let mut node = farm.register("node-a", &[]).await;
+    let now = chrono::Utc::now();
+    let samples = (0..25)
+        .map(|index| pb::HealthSample {
+            recorded_at: Some(prost_types::Timestamp {
+                seconds: now.timestamp() - index,
+                nanos: 0,
+            }),
+            cpu_percent: 40.0,
+            memory_used_bytes: 8 << 30,
+            memory_total_bytes: 64 << 30,
+            output_disk_free_bytes: 500 << 30,
+            ae_process_count: 1,
+            load_average_1m: 3.5,
+            uptime_seconds: 86_400,
+            aerender_running: true,
+            ..Default::default()
+        })
+        .collect();
+    node.heartbeat(pb::HeartbeatRequest {
+        health: samples,
+        ..Default::default()
+    })
+    .await;
+    let stored = eventually(Duration::from_secs(5), || async {
+        farm.count("SELECT count(*) FROM render.node_health_logs").await == 25
+    })
+    .await;
+    assert!(stored);
+    let metrics = reqwest_free_get(farm.http, "/metrics").await;
+    assert!(metrics.contains("flatrender_node_cpu_percent"), "{metrics}");
+}
+
+/// Partition upkeep creates the coming months once, and lists them.
+#[tokio::test]
+async fn partitions_are_ensured_and_listed() {
+    let farm = Farm::start().await;
+    let mut admin = farm.admin().await;
+    // The server already ran upkeep at start; asking for more months creates only the new ones.
+    let response = admin
+        .ensure_partitions(authed(
+            pb::EnsurePartitionsRequest { months_ahead: 6 },
+            &farm.admin_token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(response.created >= 3, "{response:?}");
+    let again = admin
+        .ensure_partitions(authed(
+            pb::EnsurePartitionsRequest { months_ahead: 6 },
+            &farm.admin_token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.created, 0);
+    let listed = admin
+        .list_partitions(authed(pb::ListPartitionsRequest {}, &farm.admin_token))
+        .await
+        .unwrap()
+        .into_inner();
+    let this_month = chrono::Utc::now().format("y%Ym%m").to_string();
+    assert!(
+        listed.partitions.iter().any(|p| p.name.ends_with(&this_month)),
+        "{:?}",
+        listed.partitions
+    );
+    assert!(listed.partitions.iter().any(|p| p.name.ends_with("_default")));
+    assert!(
+        !listed.partitions.iter().any(|p| p.name.ends_with("y2026m01")),
+        "older than the 6-month retention"
+    );
+}
+
+/// Farm stats and the crash list reflect what happened.
+#[tokio::test]
+async fn stats_and_crashes_are_reported() {
+    let farm = Farm::start().await;
+    farm.submit(TenantId::new_random(), 0, 9, HASH_A).await;
+    let mut node = farm.register("node-a", &[]).await;
+    let assignment = node.acquire(1).await.remove(0);
+    node.fail(&assignment, pb::CrashClass::Hang, pb::RecoveryAction::RetryElsewhere)
+        .await
+        .unwrap();
+    let mut admin = farm.admin().await;
+    let stats = admin
+        .get_farm_stats(authed(pb::GetFarmStatsRequest {}, &farm.admin_token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(stats.crashes_last_24h, 1);
+    assert!(stats.nodes.iter().any(|c| c.state == "online" && c.count == 1));
+    let crashes = admin
+        .list_crashes(authed(
+            pb::ListCrashesRequest {
+                node_id: node.id.clone(),
+                ..Default::default()
+            },
+            &farm.admin_token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .crashes;
+    assert_eq!(crashes.len(), 1);
+    assert_eq!(crashes[0].crash_class(), pb::CrashClass::Hang);
+    assert_eq!(crashes[0].node_name, "node-a");
+}
+
+/// A plain HTTP/1.1 GET over a TCP socket (keeps the test free of an HTTP client dependency).
+async fn reqwest_free_get(address: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await.unwrap();
+    body
+}

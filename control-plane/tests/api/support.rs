@@ -1,0 +1,347 @@
+//! A control plane served over real loopback gRPC against a private test database, plus
+//! clients and request builders.
+
+use std::{net::SocketAddr, time::Duration};
+
+use flatrender_control_plane::{auth, config::Config, server, testing::TestDb};
+use flatrender_proto::{
+    pb::{
+        self, admin_service_client::AdminServiceClient, node_service_client::NodeServiceClient,
+        render_service_client::RenderServiceClient,
+    },
+    types::{TenantId, TokenKind},
+};
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, transport::Channel};
+
+/// A BLAKE3 hex digest for tests (any 64 hex characters).
+pub const HASH_A: &str = "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262";
+/// Another.
+pub const HASH_B: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+
+/// A running control plane with tokens of every kind.
+pub struct Farm {
+    pub db: TestDb,
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+    pub admin_token: String,
+    pub service_token: String,
+    pub join_token: String,
+    shutdown: CancellationToken,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Test defaults: long leases unless a test shortens them, fast housekeeping.
+pub fn test_config() -> Config {
+    let mut config = Config::default();
+    config.server.grpc_listen = "127.0.0.1:0".into();
+    config.server.http_listen = "127.0.0.1:0".into();
+    config.dispatch.reaper_interval_ms = 100;
+    config.dispatch.chunk_frames = 10;
+    config.dispatch.min_chunks_per_job = 1;
+    config.health.flush_interval_ms = 50;
+    config
+}
+
+impl Farm {
+    pub async fn start() -> Self {
+        Self::start_with(test_config()).await
+    }
+
+    pub async fn start_with(config: Config) -> Self {
+        let db = TestDb::new().await;
+        let admin_token = auth::create_token(db.pool(), TokenKind::Admin, "test admin", None, None, None)
+            .await
+            .unwrap()
+            .1;
+        let service_token = auth::create_token(db.pool(), TokenKind::Service, "test service", None, None, None)
+            .await
+            .unwrap()
+            .1;
+        let join_token = auth::create_token(db.pool(), TokenKind::Join, "test join", None, None, None)
+            .await
+            .unwrap()
+            .1;
+        let mut farm = Self {
+            db,
+            grpc: "127.0.0.1:1".parse().unwrap(),
+            http: "127.0.0.1:1".parse().unwrap(),
+            admin_token,
+            service_token,
+            join_token,
+            shutdown: CancellationToken::new(),
+            server: None,
+        };
+        let (grpc, http, handle) = farm.serve(config).await;
+        farm.grpc = grpc;
+        farm.http = http;
+        farm.server = Some(handle);
+        farm
+    }
+
+    /// Starts one more control plane on the same database (for multi-instance tests).
+    pub async fn serve(&self, config: Config) -> (SocketAddr, SocketAddr, tokio::task::JoinHandle<()>) {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(10)
+            .connect(&self.db.url())
+            .await
+            .unwrap();
+        let (bound_sender, bound_receiver) = tokio::sync::oneshot::channel();
+        let shutdown = self.shutdown.clone();
+        let handle = tokio::spawn(async move {
+            server::run(config, pool, shutdown, move |bound| {
+                let _ = bound_sender.send(bound);
+            })
+            .await
+            .expect("control plane runs");
+        });
+        let bound = bound_receiver.await.expect("server bound its listeners");
+        (bound.grpc, bound.http, handle)
+    }
+
+    pub async fn channel_to(address: SocketAddr) -> Channel {
+        Channel::from_shared(format!("http://{address}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    pub async fn render(&self) -> RenderServiceClient<Channel> {
+        RenderServiceClient::new(Self::channel_to(self.grpc).await)
+    }
+
+    pub async fn nodes(&self) -> NodeServiceClient<Channel> {
+        NodeServiceClient::new(Self::channel_to(self.grpc).await)
+    }
+
+    pub async fn admin(&self) -> AdminServiceClient<Channel> {
+        AdminServiceClient::new(Self::channel_to(self.grpc).await)
+    }
+
+    /// Registers a node named `name` with `tags`; returns (node id, node token).
+    pub async fn register(&self, name: &str, tags: &[&str]) -> TestNode {
+        self.register_at(self.grpc, name, tags).await
+    }
+
+    pub async fn register_at(&self, address: SocketAddr, name: &str, tags: &[&str]) -> TestNode {
+        let mut client = NodeServiceClient::new(Self::channel_to(address).await);
+        let response = client
+            .register_node(authed(registration(name, tags), &self.join_token))
+            .await
+            .expect("registration succeeds")
+            .into_inner();
+        TestNode {
+            id: response.node_id,
+            token: response.node_token,
+            client,
+        }
+    }
+
+    /// Submits a valid job for `tenant` over `frames` (inclusive) with template `hash`.
+    pub async fn submit(&self, tenant: TenantId, start: i32, end: i32, hash: &str) -> pb::RenderJob {
+        let mut request = job_request(tenant, start, end);
+        request.template.as_mut().unwrap().blake3_hex = hash.into();
+        self.render()
+            .await
+            .submit_render_job(authed(request, &self.service_token))
+            .await
+            .expect("submit")
+            .into_inner()
+            .job
+            .unwrap()
+    }
+
+    pub async fn job(&self, job_id: &str) -> pb::RenderJob {
+        self.render()
+            .await
+            .get_render_job(authed(
+                pb::GetRenderJobRequest { job_id: job_id.into() },
+                &self.service_token,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .job
+            .unwrap()
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sql).fetch_one(self.db.pool()).await.unwrap()
+    }
+}
+
+impl Drop for Farm {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(handle) = self.server.take() {
+            handle.abort();
+        }
+    }
+}
+
+/// A registered node and its client.
+pub struct TestNode {
+    pub id: String,
+    pub token: String,
+    pub client: NodeServiceClient<Channel>,
+}
+
+impl TestNode {
+    pub async fn acquire(&mut self, max_chunks: i32) -> Vec<pb::WorkAssignment> {
+        self.acquire_waiting(max_chunks, Duration::ZERO).await
+    }
+
+    pub async fn acquire_waiting(&mut self, max_chunks: i32, wait: Duration) -> Vec<pb::WorkAssignment> {
+        let request = pb::AcquireWorkRequest {
+            max_chunks,
+            wait: Some(prost_types::Duration {
+                seconds: wait.as_secs() as i64,
+                nanos: wait.subsec_nanos() as i32,
+            }),
+        };
+        self.client
+            .acquire_work(authed(request, &self.token))
+            .await
+            .expect("acquire")
+            .into_inner()
+            .assignments
+    }
+
+    pub async fn complete(&mut self, assignment: &pb::WorkAssignment) -> pb::CompletionOutcome {
+        let outputs = (assignment.frame_range.unwrap().start..=assignment.frame_range.unwrap().end)
+            .map(|frame| pb::FrameOutput {
+                frame,
+                path: format!("out/frame_{frame:05}.png"),
+                size_bytes: 1000,
+                blake3_hex: HASH_A.into(),
+            })
+            .collect();
+        let request = pb::CompleteWorkRequest {
+            chunks: vec![pb::CompletedChunk {
+                frame_job_id: assignment.frame_job_id.clone(),
+                lease_token: assignment.lease_token,
+                outputs,
+                render_seconds: 1.5,
+            }],
+        };
+        let response = self
+            .client
+            .complete_work(authed(request, &self.token))
+            .await
+            .expect("complete")
+            .into_inner();
+        response.results[0].outcome()
+    }
+
+    pub async fn fail(
+        &mut self,
+        assignment: &pb::WorkAssignment,
+        class: pb::CrashClass,
+        action: pb::RecoveryAction,
+    ) -> Result<bool, tonic::Status> {
+        let request = pb::FailWorkRequest {
+            frame_job_id: assignment.frame_job_id.clone(),
+            lease_token: assignment.lease_token,
+            crash_class: class as i32,
+            error_class: "ae_runtime_error".into(),
+            exit_code: Some(-1073741819),
+            log_tail: "aerender Error: After Effects error: crashed".into(),
+            message: "After Effects crashed".into(),
+            frames_written: vec![],
+            recovery_action: action as i32,
+        };
+        self.client
+            .fail_work(authed(request, &self.token))
+            .await
+            .map(|response| response.into_inner().will_retry)
+    }
+
+    pub async fn heartbeat(&mut self, request: pb::HeartbeatRequest) -> pb::HeartbeatResponse {
+        self.client
+            .heartbeat(authed(request, &self.token))
+            .await
+            .expect("heartbeat")
+            .into_inner()
+    }
+}
+
+/// `message` with `authorization: Bearer token`.
+pub fn authed<T>(message: T, token: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}
+
+pub fn registration(name: &str, tags: &[&str]) -> pb::RegisterNodeRequest {
+    pb::RegisterNodeRequest {
+        name: name.into(),
+        hostname: format!("{name}.farm.local"),
+        os: pb::OperatingSystem::Windows as i32,
+        os_version: "10.0.19045".into(),
+        ae_version: "24.1.0".into(),
+        agent_version: "0.1.0".into(),
+        cpu_cores: 16,
+        memory_bytes: 64 << 30,
+        tags: tags.iter().map(|tag| tag.to_string()).collect(),
+        max_leases: 4,
+    }
+}
+
+/// A valid submission.
+pub fn job_request(tenant: TenantId, start: i32, end: i32) -> pb::SubmitRenderJobRequest {
+    pb::SubmitRenderJobRequest {
+        tenant_id: tenant.to_string(),
+        user_id: uuid::Uuid::new_v4().to_string(),
+        saved_project_id: uuid::Uuid::new_v4().to_string(),
+        idempotency_key: String::new(),
+        kind: pb::JobKind::Export as i32,
+        priority: 0,
+        template: Some(pb::TemplateRef {
+            template_id: uuid::Uuid::new_v4().to_string(),
+            version: 3,
+            download_url: "https://cdn.example.com/templates/promo.aep".into(),
+            blake3_hex: HASH_A.into(),
+            size_bytes: 123_456,
+        }),
+        composition: "Main Comp".into(),
+        frame_range: Some(pb::FrameRange { start, end }),
+        fps: 25.0,
+        output: Some(pb::OutputSettings {
+            output_name: "promo".into(),
+            container: "mp4".into(),
+            ..Default::default()
+        }),
+        music: Some(pb::AudioTrack {
+            url: "https://cdn.example.com/music.mp3".into(),
+            volume: 0.8,
+        }),
+        sfx: None,
+        voiceover: Some(pb::AudioTrack {
+            url: "https://cdn.example.com/vo.wav".into(),
+            volume: 1.0,
+        }),
+        has_voiceover: true,
+        requirements: None,
+    }
+}
+
+/// Polls `check` every 50 ms until it is true or `limit` passes.
+pub async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
