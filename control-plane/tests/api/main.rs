@@ -1,5 +1,8 @@
 //! The control plane's API against real PostgreSQL over real loopback gRPC.
 
+// Test helpers outside #[test] functions unwrap too: a failure there is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod admin;
 mod dispatch;
 mod jobs;
