@@ -124,11 +124,7 @@ impl PgCluster {
     pub async fn start(options: &PgClusterOptions) -> Result<Self> {
         let bin_dir = find_bin_dir()?;
         let run_as = run_as_for(&options.os_user_when_root)?;
-        fs::create_dir_all(&options.data_dir).map_err(io_error(format!("create {}", options.data_dir.display())))?;
-        let data_dir = options
-            .data_dir
-            .canonicalize()
-            .map_err(io_error("resolve data folder"))?;
+        let data_dir = cluster_dir(&options.data_dir, run_as)?;
         let pgdata = data_dir.join("pgdata");
         let password_file = data_dir.join("superuser.password");
 
@@ -219,7 +215,7 @@ impl PgCluster {
     pub async fn stop_in(data_dir: &Path, os_user_when_root: &str) -> Result<bool> {
         let bin_dir = find_bin_dir()?;
         let run_as = run_as_for(os_user_when_root)?;
-        let pgdata = data_dir.join("pgdata");
+        let pgdata = cluster_dir(data_dir, run_as)?.join("pgdata");
         if running_port(&bin_dir, run_as, &pgdata).await?.is_none() {
             return Ok(false);
         }
@@ -386,6 +382,44 @@ fn apply_run_as(command: &mut std::process::Command, run_as: Option<RunAs>) {
     if let Some(RunAs { uid, gid }) = run_as {
         command.uid(uid).gid(gid);
     }
+}
+
+/// The folder that holds the cluster for `data_dir`: the folder itself, or, when we are root
+/// and the unprivileged user cannot enter it (a clone under `/root`, a `mktemp -d` folder), a
+/// folder under `/var/lib/flatrender/clusters/` named after it, linked from `data_dir/cluster`.
+fn cluster_dir(data_dir: &Path, run_as: Option<RunAs>) -> Result<PathBuf> {
+    fs::create_dir_all(data_dir).map_err(io_error(format!("create {}", data_dir.display())))?;
+    let data_dir = data_dir.canonicalize().map_err(io_error("resolve data folder"))?;
+    let Some(RunAs { uid, .. }) = run_as else {
+        return Ok(data_dir);
+    };
+    if reachable_by(&data_dir, uid) {
+        return Ok(data_dir);
+    }
+    let link = data_dir.join("cluster");
+    let digest = blake3::hash(data_dir.as_os_str().as_encoded_bytes()).to_hex();
+    let relocated = PathBuf::from("/var/lib/flatrender/clusters").join(&digest[..16]);
+    fs::create_dir_all(&relocated).map_err(io_error(format!("create {}", relocated.display())))?;
+    for dir in ["/var/lib/flatrender", "/var/lib/flatrender/clusters"] {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).map_err(io_error(format!("chmod {dir}")))?;
+    }
+    fs::set_permissions(&relocated, fs::Permissions::from_mode(0o755)).map_err(io_error("chmod cluster folder"))?;
+    if !link.exists() {
+        std::os::unix::fs::symlink(&relocated, &link).map_err(io_error(format!("link {}", link.display())))?;
+    }
+    info!(data_dir = %data_dir.display(), cluster = %relocated.display(), "data folder is not reachable by the postgres user; cluster kept under /var/lib/flatrender");
+    Ok(relocated)
+}
+
+/// Whether `uid` can traverse every folder down to `path` (owner bit for its own folders,
+/// the "others" bit for the rest; group membership is not consulted).
+fn reachable_by(path: &Path, uid: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    path.ancestors().all(|folder| match fs::metadata(folder) {
+        Ok(metadata) if metadata.uid() == uid => metadata.mode() & 0o100 != 0,
+        Ok(metadata) => metadata.mode() & 0o001 != 0,
+        Err(_) => false,
+    })
 }
 
 fn with_log_tail(error: EmbeddedPgError, log_file: &Path) -> EmbeddedPgError {
