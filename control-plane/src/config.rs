@@ -7,6 +7,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
+use flatrender_proto::layered_config::{LayeredConfigError, load_layered};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -16,22 +17,9 @@ pub const ENV_PREFIX: &str = "FLATRENDER_";
 /// A configuration problem, naming the key.
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    /// The TOML file could not be read.
-    #[error("config file {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The file, an env var or an override did not parse, or named an unknown key.
-    #[error("{origin}: {message}")]
-    Parse {
-        /// Where the bad value came from.
-        origin: String,
-        /// What is wrong (includes the key).
-        message: String,
-    },
+    /// A layer could not be read, named an unknown key, or gave a value of the wrong type.
+    #[error(transparent)]
+    Layer(#[from] LayeredConfigError),
     /// A value parsed but makes no sense.
     #[error("config key {key}: {message}")]
     Invalid {
@@ -222,43 +210,7 @@ impl Config {
         vars: impl IntoIterator<Item = (String, String)>,
         overrides: &[String],
     ) -> Result<Self, ConfigError> {
-        let mut merged = toml::Table::try_from(Config::default()).map_err(|error| ConfigError::Parse {
-            origin: "defaults".into(),
-            message: error.to_string(),
-        })?;
-        if let Some(path) = file {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                path: path.into(),
-                source,
-            })?;
-            let table: toml::Table = text.parse().map_err(|error: toml::de::Error| ConfigError::Parse {
-                origin: format!("config file {}", path.display()),
-                message: error.to_string(),
-            })?;
-            merge(&mut merged, table);
-        }
-        let mut env_vars: Vec<(String, String)> = vars
-            .into_iter()
-            .filter(|(name, _)| name.starts_with(ENV_PREFIX))
-            .collect();
-        env_vars.sort();
-        for (name, value) in env_vars {
-            let key = name[ENV_PREFIX.len()..].to_ascii_lowercase().replace("__", ".");
-            set_key(&mut merged, &key, &value, &format!("environment variable {name}"))?;
-        }
-        for assignment in overrides {
-            let (key, value) = assignment.split_once('=').ok_or_else(|| ConfigError::Parse {
-                origin: format!("override {assignment:?}"),
-                message: "expected key=value".into(),
-            })?;
-            set_key(&mut merged, key.trim(), value, &format!("override {key}"))?;
-        }
-        let config: Config = toml::Value::Table(merged)
-            .try_into()
-            .map_err(|error: toml::de::Error| ConfigError::Parse {
-                origin: "configuration".into(),
-                message: error.to_string(),
-            })?;
+        let config: Config = load_layered(file, ENV_PREFIX, vars, overrides)?;
         config.validate()?;
         Ok(config)
     }
@@ -375,53 +327,6 @@ pub fn redact_url_password(url: &str) -> String {
         Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
         None => url.to_owned(),
     }
-}
-
-fn merge(base: &mut toml::Table, overlay: toml::Table) {
-    for (key, value) in overlay {
-        match (base.get_mut(&key), value) {
-            (Some(toml::Value::Table(base_table)), toml::Value::Table(overlay_table)) => {
-                merge(base_table, overlay_table)
-            }
-            (_, value) => {
-                base.insert(key, value);
-            }
-        }
-    }
-}
-
-fn set_key(table: &mut toml::Table, key: &str, raw: &str, origin: &str) -> Result<(), ConfigError> {
-    let parse_error = |message: String| ConfigError::Parse {
-        origin: origin.to_owned(),
-        message,
-    };
-    let (section, field) = key.split_once('.').ok_or_else(|| {
-        parse_error(format!(
-            "key {key:?} must be section.field (e.g. dispatch.lease_ttl_seconds)"
-        ))
-    })?;
-    let Some(toml::Value::Table(section_table)) = table.get_mut(section) else {
-        return Err(parse_error(format!("unknown section {section:?} in key {key:?}")));
-    };
-    if !section_table.contains_key(field) {
-        return Err(parse_error(format!("unknown key {key:?}")));
-    }
-    // Keep the default's type: a number stays a number, anything else is taken as a string.
-    let value = match section_table.get(field) {
-        Some(toml::Value::Integer(_)) => toml::Value::Integer(
-            raw.trim()
-                .parse()
-                .map_err(|_| parse_error(format!("{key} must be an integer")))?,
-        ),
-        Some(toml::Value::Boolean(_)) => toml::Value::Boolean(
-            raw.trim()
-                .parse()
-                .map_err(|_| parse_error(format!("{key} must be true or false")))?,
-        ),
-        _ => toml::Value::String(raw.to_owned()),
-    };
-    section_table.insert(field.to_owned(), value);
-    Ok(())
 }
 
 #[cfg(test)]
