@@ -170,7 +170,10 @@ pub async fn fail(
     report: &FailureReport,
     metrics: &Metrics,
 ) -> ControlPlaneResult<bool> {
-    let give_up = report.recovery_action == RecoveryAction::FailJob || report.crash_class == CrashClass::TemplateError;
+    // A node handing its chunk back (graceful stop) is not a failure: no attempt, no crash row.
+    let handback = report.recovery_action == RecoveryAction::Requeue;
+    let give_up = !handback
+        && (report.recovery_action == RecoveryAction::FailJob || report.crash_class == CrashClass::TemplateError);
     let lease = LeaseClaim {
         frame_job_id: report.frame_job_id,
         token: report.token,
@@ -186,6 +189,7 @@ pub async fn fail(
         &mut transaction,
         &lease,
         give_up,
+        !handback,
         &error_class,
         &report.message,
         &report.frames_written,
@@ -193,6 +197,12 @@ pub async fn fail(
     .await?
     .ok_or_else(|| stale_lease(report.frame_job_id, report.token))?;
     let job_id = JobId::from_uuid(row.job_id);
+    if handback {
+        db::frame_jobs::notify_work(&mut transaction).await?;
+        transaction.commit().await?;
+        info!(%job_id, frame_job_id = %report.frame_job_id, %node_id, "chunk handed back");
+        return Ok(true);
+    }
     if matches!(
         report.recovery_action,
         RecoveryAction::RetryElsewhere | RecoveryAction::Quarantine

@@ -221,18 +221,21 @@ pub(crate) struct FailedRow {
 }
 
 /// Ends a lease after a failure: back to pending, or failed for good when `give_up` or out of
-/// attempts. `None` when the lease is not live (stale token).
+/// attempts; a hand-back (`counts_as_attempt` false) returns the attempt. `None` when the lease
+/// is not live (stale token).
 pub(crate) async fn fail(
     connection: &mut PgConnection,
     lease: &LeaseClaim,
     give_up: bool,
+    counts_as_attempt: bool,
     error_class: &str,
     message: &str,
     frames_written: &[i32],
 ) -> Result<Option<FailedRow>, DbError> {
     let row = sqlx::query_as::<_, FailedRow>(
         "UPDATE render.frame_jobs f
-         SET state = CASE WHEN $4 OR f.attempt >= j.max_attempts THEN 'failed' ELSE 'pending' END,
+         SET state = CASE WHEN $4 OR ($8 AND f.attempt >= j.max_attempts) THEN 'failed' ELSE 'pending' END,
+             attempt = CASE WHEN $8 THEN f.attempt ELSE greatest(f.attempt - 1, 0) END,
              lease_token = NULL, lease_expires_at = NULL,
              last_error_class = $5, last_error = left($6, 4000),
              frames_written = ARRAY(SELECT DISTINCT w FROM unnest(f.frames_written || $7::int4[]) AS w
@@ -250,6 +253,7 @@ pub(crate) async fn fail(
     .bind(error_class)
     .bind(message)
     .bind(frames_written)
+    .bind(counts_as_attempt)
     .fetch_optional(connection)
     .await?;
     Ok(row)

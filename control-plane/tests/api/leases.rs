@@ -218,3 +218,27 @@ async fn frames_written_before_a_failure_are_kept_for_the_retry() {
         "frames outside the chunk are ignored"
     );
 }
+
+/// A node stopping gracefully hands its chunk back: no attempt used, no crash recorded, and it
+/// may take the chunk again later.
+#[tokio::test]
+async fn handing_a_chunk_back_costs_nothing() {
+    let farm = Farm::start().await;
+    farm.submit(TenantId::new_random(), 0, 9, HASH_A).await;
+    let mut node = farm.register("node-a", &[]).await;
+    let assignment = node.acquire(1).await.remove(0);
+    assert!(
+        node.fail(&assignment, pb::CrashClass::Unknown, pb::RecoveryAction::Requeue)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        farm.count("SELECT count(*) FROM render.frame_jobs WHERE state = 'pending' AND attempt = 0")
+            .await,
+        1
+    );
+    assert_eq!(farm.count("SELECT count(*) FROM render.node_crashes").await, 0);
+    let again = node.acquire(1).await.remove(0);
+    assert_eq!(again.frame_job_id, assignment.frame_job_id);
+    assert_eq!(again.attempt, 1);
+}
