@@ -1,0 +1,46 @@
+//! `node-agent parse-log FILE` run as a real process: one JSON object on stdout, exit codes.
+
+use std::process::Command;
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/aerender-logs");
+
+/// Parsing the missing-comp fixture prints the failed summary as JSON and exits 0.
+#[test]
+fn parse_log_prints_one_json_summary_and_exits_zero() {
+    let output = Command::new(env!("CARGO_BIN_EXE_node-agent"))
+        .args([
+            "parse-log",
+            &format!("{FIXTURES}/04-error-win-cc2015-missing-fonts-no-comp.log"),
+        ])
+        .output()
+        .expect("node-agent runs");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).expect("stdout is UTF-8");
+    assert_eq!(stdout.trim_end().lines().count(), 1, "exactly one line: {stdout}");
+    let summary: serde_json::Value = serde_json::from_str(&stdout).expect("stdout is JSON");
+    assert_eq!(summary["outcome"], "failed");
+    assert_eq!(summary["ae_version"], "13.5x347");
+    assert!(summary["comp"].is_null() && summary["expected_frames"].is_null());
+    assert_eq!(summary["frames_completed"], 0);
+    assert_eq!(summary["errors"][0]["class"], "comp_not_found");
+    assert_eq!(summary["warnings"].as_array().map(Vec::len), Some(2));
+    assert_eq!(summary["warnings"][0]["class"], "missing_fonts");
+}
+
+/// An unreadable file exits 2 with a message naming it on stderr and nothing on stdout.
+#[test]
+fn parse_log_exits_two_on_an_unreadable_file() {
+    let missing_path = format!("{FIXTURES}/no-such-log.log");
+    let output = Command::new(env!("CARGO_BIN_EXE_node-agent"))
+        .args(["parse-log", &missing_path])
+        .output()
+        .expect("node-agent runs");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(output.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no-such-log.log"));
+}
