@@ -92,6 +92,11 @@ impl TryFrom<ClaimedRow> for Assignment {
     }
 }
 
+/// How often the templates at the head of the queue are re-read.
+const HOT_TEMPLATES_REFRESH: Duration = Duration::from_secs(5);
+/// A node is not told twice within this time to prefetch the same template.
+const PREFETCH_REMINDER: Duration = Duration::from_secs(600);
+
 /// Claims work for nodes and wakes the ones waiting for it.
 pub struct Dispatcher {
     pool: PgPool,
@@ -99,6 +104,9 @@ pub struct Dispatcher {
     nodes: Arc<NodeRegistry>,
     metrics: Arc<Metrics>,
     work_available: Notify,
+    hot_templates: std::sync::RwLock<Vec<TemplateSpec>>,
+    // Short critical sections, no awaits inside.
+    prefetch_sent: std::sync::Mutex<std::collections::HashMap<(NodeId, ContentHash), Instant>>,
 }
 
 impl Dispatcher {
@@ -110,7 +118,71 @@ impl Dispatcher {
             nodes,
             metrics,
             work_available: Notify::new(),
+            hot_templates: std::sync::RwLock::new(Vec::new()),
+            prefetch_sent: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
+    }
+
+    /// Templates an idle node should fetch now: hot ones (at the head of the queue) it does not
+    /// hold and was not told about recently. At most one per call, so downloads spread out.
+    pub async fn prefetch_suggestions(&self, node_id: NodeId) -> ControlPlaneResult<Vec<TemplateSpec>> {
+        let hot = self.hot_templates.read().map(|hot| hot.clone()).unwrap_or_default();
+        if hot.is_empty() {
+            return Ok(Vec::new());
+        }
+        let cached = self.nodes.cached_hashes(node_id).await?;
+        let mut sent = self
+            .prefetch_sent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        sent.retain(|_, at| at.elapsed() < PREFETCH_REMINDER);
+        let suggestion = hot.into_iter().find(|template| {
+            !cached.iter().any(|hash| hash.as_slice() == template.hash.as_bytes())
+                && !sent.contains_key(&(node_id, template.hash))
+        });
+        Ok(match suggestion {
+            Some(template) => {
+                sent.insert((node_id, template.hash), Instant::now());
+                vec![template]
+            }
+            None => Vec::new(),
+        })
+    }
+
+    /// Re-reads the hot templates every few seconds until `shutdown`.
+    pub async fn track_hot_templates(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            match self.read_hot_templates().await {
+                Ok(hot) => {
+                    if let Ok(mut current) = self.hot_templates.write() {
+                        *current = hot;
+                    }
+                }
+                Err(error) => warn!(%error, "cannot read hot templates"),
+            }
+            if sleep_or_shutdown(HOT_TEMPLATES_REFRESH, &shutdown).await {
+                return;
+            }
+        }
+    }
+
+    async fn read_hot_templates(&self) -> Result<Vec<TemplateSpec>, DbError> {
+        let mut connection = self.pool.acquire().await?;
+        let rows = db::frame_jobs::hot_templates(&mut connection, 8).await?;
+        let decode = |message: String| DbError::Other(sqlx::Error::Decode(message.into()));
+        rows.into_iter()
+            .map(|row| {
+                Ok(TemplateSpec {
+                    template_id: TemplateId::from_uuid(row.template_id),
+                    version: row.template_version,
+                    url: HttpUrl::parse(&row.template_url, "template_url")
+                        .map_err(|error| decode(error.to_string()))?,
+                    hash: ContentHash::from_slice(&row.template_hash, "template_hash")
+                        .map_err(|error| decode(error.to_string()))?,
+                    size_bytes: row.template_size_bytes,
+                })
+            })
+            .collect()
     }
 
     /// Signals that work may be claimable (after a local submit or requeue).

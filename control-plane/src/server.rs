@@ -84,6 +84,7 @@ pub async fn run(
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(nodes.clone().run(background.clone()));
     tasks.spawn(dispatcher.clone().listen_for_work(background.clone()));
+    tasks.spawn(dispatcher.clone().track_hot_templates(background.clone()));
     tasks.spawn(
         Reaper::new(
             pool.clone(),

@@ -50,7 +50,8 @@ pub fn from_timestamp(value: Option<&prost_types::Timestamp>) -> Option<DateTime
     DateTime::from_timestamp(value.seconds, u32::try_from(value.nanos).ok()?)
 }
 
-fn template(spec: &TemplateSpec) -> pb::TemplateRef {
+/// A template reference for the wire.
+pub fn template(spec: &TemplateSpec) -> pb::TemplateRef {
     pb::TemplateRef {
         template_id: spec.template_id.to_string(),
         version: spec.version,

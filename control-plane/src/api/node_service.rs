@@ -334,6 +334,16 @@ impl NodeService for NodeApi {
                 });
             }
         }
+        // An idle node warms its cache with what the queue needs next.
+        if facts.state == NodeState::Online && message.leases.is_empty() {
+            for template in self.state.dispatcher.prefetch_suggestions(node_id).await? {
+                commands.push(pb::NodeCommand {
+                    command: Some(pb::node_command::Command::PrefetchTemplate(pb::PrefetchTemplate {
+                        template: Some(convert::template(&template)),
+                    })),
+                });
+            }
+        }
         if facts.state == NodeState::Draining {
             commands.push(pb::NodeCommand {
                 command: Some(pb::node_command::Command::Drain(pb::Drain {

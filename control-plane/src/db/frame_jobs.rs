@@ -350,3 +350,31 @@ pub(crate) async fn tenant_queues(connection: &mut PgConnection) -> Result<Vec<(
         .map(|(tenant, pending, leased)| (TenantId::from_uuid(tenant), pending, leased))
         .collect())
 }
+
+/// A template at the head of the queue.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub(crate) struct HotTemplateRow {
+    pub template_hash: Vec<u8>,
+    pub template_id: Uuid,
+    pub template_version: i32,
+    pub template_url: String,
+    pub template_size_bytes: i64,
+}
+
+/// Distinct templates among the first pending chunks in dispatch order (what idle nodes should
+/// fetch before they are asked to render it).
+pub(crate) async fn hot_templates(connection: &mut PgConnection, limit: i64) -> Result<Vec<HotTemplateRow>, DbError> {
+    let rows = sqlx::query_as::<_, HotTemplateRow>(
+        "SELECT DISTINCT ON (head.template_hash) head.template_hash, j.template_id, j.template_version, j.template_url,
+                j.template_size_bytes
+         FROM (SELECT f.template_hash, f.job_id FROM render.frame_jobs f WHERE f.state = 'pending'
+               ORDER BY f.priority DESC, f.queued_at LIMIT 200) head
+         JOIN render.render_jobs j ON j.id = head.job_id
+         ORDER BY head.template_hash
+         LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(connection)
+    .await?;
+    Ok(rows)
+}

@@ -137,3 +137,58 @@ async fn two_instances_never_double_lease() {
         4
     );
 }
+
+/// An idle node is told to prefetch the template at the head of the queue, once; a node that
+/// holds it already is not.
+#[tokio::test]
+async fn idle_nodes_are_told_to_prefetch_hot_templates() {
+    let farm = Farm::start().await;
+    farm.submit(TenantId::new_random(), 0, 9, HASH_B).await;
+    let mut idle = farm.register("node-idle", &[]).await;
+    let prefetches = |response: &pb::HeartbeatResponse| -> Vec<String> {
+        response
+            .commands
+            .iter()
+            .filter_map(|command| match &command.command {
+                Some(pb::node_command::Command::PrefetchTemplate(prefetch)) => {
+                    Some(prefetch.template.as_ref().unwrap().blake3_hex.clone())
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    let mut told = Vec::new();
+    for _ in 0..80 {
+        told = prefetches(&idle.heartbeat(pb::HeartbeatRequest::default()).await);
+        if !told.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(told, vec![HASH_B.to_string()]);
+    assert!(
+        prefetches(&idle.heartbeat(pb::HeartbeatRequest::default()).await).is_empty(),
+        "not repeated"
+    );
+    let mut warm = farm.register("node-warm", &[]).await;
+    let inventory = pb::CacheInventory {
+        full_sync: true,
+        upserted: vec![pb::CacheEntry {
+            blake3_hex: HASH_B.into(),
+            size_bytes: 1,
+            ..Default::default()
+        }],
+        removed_blake3_hex: vec![],
+    };
+    assert!(
+        prefetches(
+            &warm
+                .heartbeat(pb::HeartbeatRequest {
+                    cache: Some(inventory),
+                    ..Default::default()
+                })
+                .await
+        )
+        .is_empty()
+    );
+}
