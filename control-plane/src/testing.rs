@@ -10,6 +10,7 @@ use sqlx::{Connection, Executor, PgConnection, PgPool, postgres::PgPoolOptions};
 use crate::db::migrate;
 
 const TEMPLATE_LOCK_KEY: i64 = 0x5465_6d70_6c61_7465; // "Template"
+const DROP_LOCK_KEY: i64 = 0x4472_6f70_4462_7321; // "DropDbs!"
 
 /// A database of its own for one test; dropped when the test passes, kept for inspection when
 /// it fails.
@@ -86,6 +87,10 @@ impl Drop for TestDb {
             // FORCE closes them from the server side instead of awaiting them.
             runtime.block_on(async move {
                 if let Ok(mut admin) = PgConnection::connect(&admin_url).await {
+                    // Two concurrent DROP DATABASE statements can wait on each other's
+                    // ProcSignalBarrier for a minute: test processes take turns.
+                    let lock = sqlx::query("SELECT pg_advisory_lock($1)").bind(DROP_LOCK_KEY);
+                    let _ = lock.execute(&mut admin).await;
                     let _ = admin
                         .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
                         .await;

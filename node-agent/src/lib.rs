@@ -1,6 +1,29 @@
 //! The FlatRender node agent: the daemon on every After Effects machine.
 //!
-//! Layout (growing with the node-agent issue):
-//! - `aerender_log`: the pure parser of aerender output (both log formats), behind `node-agent parse-log`.
+//! Layout, one module per concern:
+//! - `service`: the run loop (register, heartbeat, take work, render, report) and quarantine.
+//! - `client`: the control-plane client with endpoint fail-over. `delivery`: the outbox drain.
+//! - `runner`: one leased chunk end to end, under watchdogs. `leases`: leases held, self-fencing.
+//! - `supervisor`: finding aerender, its command line, the process tree and its output.
+//! - `aerender_log`: the pure parser of aerender output. `recovery`: verdicts and policy.
+//! - `cache`: the BLAKE3-addressed LRU template cache. `outbox`: durable results and samples.
+//! - `health`: sysinfo samples. `metrics`: the agent's Prometheus endpoint.
+//! - `config`: layered configuration. `doctor`: set-up checks. `probe`: is aerender alive.
+//! - `install`: running as a systemd, launchd or Windows service.
 
 pub mod aerender_log;
+pub mod cache;
+pub mod client;
+pub mod config;
+pub mod delivery;
+pub mod doctor;
+pub mod health;
+pub mod install;
+pub mod leases;
+pub mod metrics;
+pub mod outbox;
+pub mod probe;
+pub mod recovery;
+pub mod runner;
+pub mod service;
+pub mod supervisor;

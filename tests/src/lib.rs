@@ -1,5 +1,497 @@
-//! Harness for FlatRender's cross-process end-to-end tests.
+//! Harness for FlatRender's cross-process end-to-end tests: the real `control-plane` binary on a
+//! private test database, real `node-agent` processes driving the `fake-aerender` test double,
+//! and a local HTTP server that serves the template.
 //!
-//! It will own: spawning the real `control-plane` and `node-agent` binaries against a private
-//! PostgreSQL, and the `fake-aerender` test double (`src/bin/fake-aerender.rs`), the only
-//! stand-in the project allows.
+//! The binaries are the ones `cargo build --workspace --bins` put next to the test executable
+//! (`scripts/test.sh` builds them first). Everything started here is killed on drop.
+
+use std::{
+    collections::HashMap,
+    net::{SocketAddr, TcpListener},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::Arc,
+    time::Duration,
+};
+
+use flatrender_control_plane::{auth, testing::TestDb};
+use flatrender_proto::{
+    pb::{self, render_service_client::RenderServiceClient},
+    types::{TenantId, TokenKind},
+};
+use tonic::{Request, transport::Channel};
+
+/// A project file the double understands: one comp of 25 fps.
+pub fn project_file(comp: &str, frames: i32) -> Vec<u8> {
+    format!("comp \"{comp}\" fps=25 frames={frames} start=0 width=64 height=36\n").into_bytes()
+}
+
+/// The folder holding the workspace's built binaries (next to `deps/` of the test executable).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let deps = exe.parent().expect("deps folder");
+    deps.parent().expect("target profile folder").to_path_buf()
+}
+
+/// A binary of the workspace, failing loudly with the fix when it was not built.
+pub fn binary(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} not built: run `cargo build --workspace --bins` (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("free port")
+}
+
+/// Serves template files over HTTP and counts downloads.
+pub struct TemplateServer {
+    /// `http://127.0.0.1:port`.
+    pub base_url: String,
+    /// Requests per path.
+    pub hits: Arc<std::sync::Mutex<HashMap<String, usize>>>,
+    files: Arc<std::sync::Mutex<HashMap<String, Vec<u8>>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TemplateServer {
+    /// Starts on a free loopback port.
+    pub async fn start() -> Self {
+        let files: Arc<std::sync::Mutex<HashMap<String, Vec<u8>>>> = Arc::default();
+        let hits: Arc<std::sync::Mutex<HashMap<String, usize>>> = Arc::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind template server");
+        let address = listener.local_addr().expect("address");
+        let (served, counted) = (files.clone(), hits.clone());
+        let router = axum::Router::new().route(
+            "/{*path}",
+            axum::routing::get(move |axum::extract::Path(path): axum::extract::Path<String>| {
+                let (served, counted) = (served.clone(), counted.clone());
+                async move {
+                    *counted.lock().expect("hits").entry(path.clone()).or_default() += 1;
+                    match served.lock().expect("files").get(&path) {
+                        Some(bytes) => (axum::http::StatusCode::OK, bytes.clone()),
+                        None => (axum::http::StatusCode::NOT_FOUND, Vec::new()),
+                    }
+                }
+            }),
+        );
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Self {
+            base_url: format!("http://{address}"),
+            hits,
+            files,
+            task,
+        }
+    }
+
+    /// Publishes `bytes` at `/path`; returns (url, BLAKE3 hex, size).
+    pub fn publish(&self, path: &str, bytes: Vec<u8>) -> (String, String, i64) {
+        let hash = blake3::hash(&bytes).to_hex().to_string();
+        let size = i64::try_from(bytes.len()).expect("size");
+        self.files.lock().expect("files").insert(path.to_owned(), bytes);
+        (format!("{}/{path}", self.base_url), hash, size)
+    }
+
+    /// Downloads of `/path` so far.
+    pub fn hits(&self, path: &str) -> usize {
+        self.hits.lock().expect("hits").get(path).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for TemplateServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A running control plane with its database, tokens and template server.
+pub struct Farm {
+    /// The test database.
+    pub db: TestDb,
+    /// gRPC endpoint URL.
+    pub endpoint: String,
+    /// HTTP address (metrics, probes).
+    pub http: SocketAddr,
+    /// Tokens.
+    pub admin_token: String,
+    /// For backends.
+    pub service_token: String,
+    /// For agents.
+    pub join_token: String,
+    /// Serves templates.
+    pub templates: TemplateServer,
+    /// Scratch folder of this farm.
+    pub dir: tempfile::TempDir,
+    grpc_port: u16,
+    control_plane: Option<Child>,
+    extra_env: Vec<(String, String)>,
+}
+
+impl Farm {
+    /// Starts a control plane with test timings (`extra_env` are `FLATRENDER_*` settings).
+    pub async fn start(extra_env: &[(&str, &str)]) -> Self {
+        let db = TestDb::new().await;
+        let admin_token = auth::create_token(db.pool(), TokenKind::Admin, "e2e", None, None, None)
+            .await
+            .expect("token")
+            .1;
+        let service_token = auth::create_token(db.pool(), TokenKind::Service, "e2e", None, None, None)
+            .await
+            .expect("token")
+            .1;
+        let join_token = auth::create_token(db.pool(), TokenKind::Join, "e2e", None, None, None)
+            .await
+            .expect("token")
+            .1;
+        let grpc_port = free_port();
+        let http_port = free_port();
+        let dir = tempfile::tempdir().expect("scratch folder");
+        let mut farm = Self {
+            db,
+            endpoint: format!("http://127.0.0.1:{grpc_port}"),
+            http: SocketAddr::from(([127, 0, 0, 1], http_port)),
+            admin_token,
+            service_token,
+            join_token,
+            templates: TemplateServer::start().await,
+            dir,
+            grpc_port,
+            control_plane: None,
+            extra_env: extra_env
+                .iter()
+                .map(|(key, value)| (key.to_string(), value.to_string()))
+                .collect(),
+        };
+        farm.start_control_plane().await;
+        farm
+    }
+
+    /// (Re)starts the control-plane process and waits until it serves.
+    pub async fn start_control_plane(&mut self) {
+        let log = std::fs::File::create(self.dir.path().join("control-plane.log")).expect("log file");
+        let mut command = Command::new(binary("control-plane"));
+        command
+            .arg("serve")
+            .env("FLATRENDER_DATABASE__URL", self.db.url())
+            .env(
+                "FLATRENDER_SERVER__GRPC_LISTEN",
+                format!("127.0.0.1:{}", self.grpc_port),
+            )
+            .env("FLATRENDER_SERVER__HTTP_LISTEN", self.http.to_string())
+            .env("FLATRENDER_DISPATCH__LEASE_TTL_SECONDS", "6")
+            .env("FLATRENDER_DISPATCH__HEARTBEAT_INTERVAL_SECONDS", "1")
+            .env("FLATRENDER_DISPATCH__NODE_OFFLINE_AFTER_SECONDS", "5")
+            .env("FLATRENDER_DISPATCH__REAPER_INTERVAL_MS", "200")
+            .env("FLATRENDER_DISPATCH__CHUNK_FRAMES", "5")
+            .env("FLATRENDER_DISPATCH__MIN_CHUNKS_PER_JOB", "2")
+            .env("FLATRENDER_DISPATCH__MAX_ACQUIRE_WAIT_SECONDS", "5")
+            .env("RUST_LOG", "info")
+            .envs(self.extra_env.iter().map(|(key, value)| (key.as_str(), value.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        self.control_plane = Some(command.spawn().expect("spawn control-plane"));
+        let ready = wait_until(Duration::from_secs(30), || async {
+            http_get(self.http, "/readyz")
+                .await
+                .is_some_and(|body| body.contains("ready"))
+        })
+        .await;
+        assert!(
+            ready,
+            "control plane did not become ready; see {}",
+            self.dir.path().join("control-plane.log").display()
+        );
+    }
+
+    /// Kills the control plane (SIGKILL), as a crash or an outage would.
+    pub fn kill_control_plane(&mut self) {
+        if let Some(mut child) = self.control_plane.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// A render client.
+    pub async fn render(&self) -> RenderServiceClient<Channel> {
+        RenderServiceClient::new(
+            Channel::from_shared(self.endpoint.clone())
+                .expect("url")
+                .connect()
+                .await
+                .expect("connect"),
+        )
+    }
+
+    /// Publishes a project with `comp` of `frames` frames and submits a job over `first..=last`.
+    pub async fn submit(&self, name: &str, comp: &str, frames: i32, first: i32, last: i32) -> pb::RenderJob {
+        let (url, hash, size) = self
+            .templates
+            .publish(&format!("{name}.aep"), project_file(comp, frames));
+        let request = pb::SubmitRenderJobRequest {
+            tenant_id: TenantId::new_random().to_string(),
+            user_id: uuid::Uuid::new_v4().to_string(),
+            template: Some(pb::TemplateRef {
+                template_id: uuid::Uuid::new_v4().to_string(),
+                version: 1,
+                download_url: url,
+                blake3_hex: hash,
+                size_bytes: size,
+            }),
+            composition: comp.into(),
+            frame_range: Some(pb::FrameRange {
+                start: first,
+                end: last,
+            }),
+            fps: 25.0,
+            output: Some(pb::OutputSettings {
+                output_name: name.into(),
+                container: "png_sequence".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        self.render()
+            .await
+            .submit_render_job(authed(request, &self.service_token))
+            .await
+            .expect("submit")
+            .into_inner()
+            .job
+            .expect("job")
+    }
+
+    /// Reads a job.
+    pub async fn job(&self, job_id: &str) -> pb::RenderJob {
+        let request = pb::GetRenderJobRequest { job_id: job_id.into() };
+        self.render()
+            .await
+            .get_render_job(authed(request, &self.service_token))
+            .await
+            .expect("get")
+            .into_inner()
+            .job
+            .expect("job")
+    }
+
+    /// Waits for the job to reach a terminal state.
+    pub async fn wait_terminal(&self, job_id: &str, limit: Duration) -> pb::RenderJob {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let job = self.job(job_id).await;
+            if matches!(
+                job.status(),
+                pb::JobStatus::Completed | pb::JobStatus::Failed | pb::JobStatus::Cancelled
+            ) {
+                return job;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "job {job_id} still {:?} after {limit:?}: {job:?}",
+                job.status()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// One number from SQL.
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sql).fetch_one(self.db.pool()).await.expect("query")
+    }
+
+    /// Starts an agent named `name`; `fake_env` drives the double (`FAKE_AERENDER_*`).
+    pub fn agent(&self, name: &str, fake_aerender: &Path, fake_env: &[(&str, &str)]) -> Agent {
+        Agent::start(self, name, fake_aerender, fake_env, self.dir.path().join("renders"))
+    }
+}
+
+impl Drop for Farm {
+    fn drop(&mut self) {
+        self.kill_control_plane();
+    }
+}
+
+/// A running `node-agent` process.
+pub struct Agent {
+    /// Its name.
+    pub name: String,
+    /// Its state folder.
+    pub state_dir: PathBuf,
+    /// Where the double keeps its run counter and child pids.
+    pub fake_state_dir: PathBuf,
+    /// Its log file.
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Agent {
+    fn start(farm: &Farm, name: &str, fake_aerender: &Path, fake_env: &[(&str, &str)], output_root: PathBuf) -> Self {
+        let base = farm.dir.path().join(name);
+        let state_dir = base.join("state");
+        let fake_state_dir = base.join("fake");
+        std::fs::create_dir_all(&fake_state_dir).expect("fake state folder");
+        let log = base.join("agent.log");
+        let mut command = Command::new(binary("node-agent"));
+        command
+            .arg("run")
+            .env("FLATRENDER_AGENT_CONTROL_PLANE__ENDPOINTS", &farm.endpoint)
+            .env("FLATRENDER_AGENT_CONTROL_PLANE__JOIN_TOKEN", &farm.join_token)
+            .env("FLATRENDER_AGENT_CONTROL_PLANE__ACQUIRE_WAIT_SECONDS", "2")
+            .env("FLATRENDER_AGENT_CONTROL_PLANE__REQUEST_TIMEOUT_SECONDS", "3")
+            .env("FLATRENDER_AGENT_NODE__NAME", name)
+            .env("FLATRENDER_AGENT_NODE__STATE_DIR", &state_dir)
+            .env("FLATRENDER_AGENT_NODE__SHUTDOWN_GRACE_SECONDS", "5")
+            .env("FLATRENDER_AGENT_AERENDER__PATH", fake_aerender)
+            .env("FLATRENDER_AGENT_AERENDER__OUTPUT_ROOT", &output_root)
+            .env("FLATRENDER_AGENT_CACHE__DIR", base.join("cache"))
+            .env("FLATRENDER_AGENT_HEALTH__INTERVAL_SECONDS", "1")
+            .env("FLATRENDER_AGENT_METRICS__LISTEN", "")
+            .env("FLATRENDER_AGENT_WATCHDOG__STARTUP_SECONDS", "10")
+            .env("FLATRENDER_AGENT_WATCHDOG__NO_OUTPUT_MIN_SECONDS", "3")
+            .env("FLATRENDER_AGENT_WATCHDOG__TAIL_SECONDS", "2")
+            .env("FLATRENDER_AGENT_WATCHDOG__KILL_GRACE_SECONDS", "1")
+            .env("FLATRENDER_AGENT_RECOVERY__BACK_OFF_SECONDS", "2")
+            .env("FLATRENDER_AGENT_RECOVERY__PROBE_INTERVAL_SECONDS", "1")
+            .env("FAKE_AERENDER_STATE_DIR", &fake_state_dir)
+            .env("FAKE_AERENDER_FRAME_MS", "20")
+            .env("RUST_LOG", "info")
+            .envs(fake_env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("agent log"));
+        let child = command.spawn().expect("spawn node-agent");
+        Self {
+            name: name.into(),
+            state_dir,
+            fake_state_dir,
+            log,
+            child: Some(child),
+        }
+    }
+
+    /// SIGKILL, as a crashed machine would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a graceful exit (at most `limit`).
+    pub async fn stop(&mut self, limit: Duration) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return true;
+        };
+        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The agent's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// How many times the double was started by this agent.
+    pub fn fake_runs(&self) -> u32 {
+        std::fs::read_to_string(self.fake_state_dir.join("runs"))
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Processes started for `agent` (they carry the agent's process tag and inherit its double's
+/// state folder), found through `/proc`: what a render left behind. Scoped to one agent so that
+/// tests running side by side do not see each other's renders.
+pub fn leftover_processes(agent: &Agent) -> Vec<u32> {
+    let marker = format!("FAKE_AERENDER_STATE_DIR={}", agent.fake_state_dir.display()).into_bytes();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+                return false;
+            };
+            let vars: Vec<&[u8]> = environ.split(|byte| *byte == 0).collect();
+            vars.iter().any(|var| var.starts_with(b"FLATRENDER_PROCESS_TAG=")) && vars.contains(&marker.as_slice())
+        })
+        .collect()
+}
+
+/// Kills what `agent`'s renders left behind (after the agent was killed itself).
+pub fn kill_leftovers(agent: &Agent) {
+    for pid in leftover_processes(agent) {
+        let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+    }
+}
+
+/// `message` with a bearer token.
+pub fn authed<T>(message: T, token: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().expect("header"));
+    request
+}
+
+/// Polls `check` every 100 ms until true or `limit` passes.
+pub async fn wait_until<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A plain HTTP/1.1 GET; `None` when nothing answers.
+pub async fn http_get(address: SocketAddr, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await.ok()?;
+    Some(body)
+}

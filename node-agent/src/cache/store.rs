@@ -1,0 +1,384 @@
+//! The cache folder on disk: entry layout, the per-entry manifest, the persisted LRU index,
+//! installing a verified download atomically, verifying entries, and the start-up scan.
+//!
+//! ```text
+//! <dir>/index.json               LRU order (least recent first), hits, last use; advisory
+//! <dir>/<hex>/entry.json         manifest: kind, project, template id/version, files + BLAKE3
+//! <dir>/<hex>/project.aep        a plain project download, or
+//! <dir>/<hex>/bundle/...         the extracted zip bundle
+//! <dir>/.tmp-<uuid>              downloads, staging folders, evicted folders awaiting deletion
+//! ```
+//!
+//! Every function here is blocking and runs inside `spawn_blocking`; the async shell is in
+//! `cache/mod.rs`.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tracing::{debug, warn};
+
+use flatrender_proto::types::{ContentHash, TemplateId};
+
+use super::bundle;
+use super::error::{CacheError, CacheResult};
+
+/// Prefix of every temporary file or folder; all of them are garbage at start-up.
+pub(crate) const TEMP_PREFIX: &str = ".tmp-";
+const INDEX_FILE_NAME: &str = "index.json";
+const MANIFEST_FILE_NAME: &str = "entry.json";
+const PLAIN_PROJECT_NAME: &str = "project.aep";
+const BUNDLE_DIR_NAME: &str = "bundle";
+const FORMAT_VERSION: u32 = 1;
+
+/// What an entry holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum EntryKind {
+    Project,
+    Bundle,
+}
+
+/// One file of an entry, relative to the entry folder, with its BLAKE3 digest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ManifestFile {
+    pub(crate) path: String,
+    pub(crate) size_bytes: u64,
+    pub(crate) blake3: String,
+}
+
+/// `<hex>/entry.json`: written in the staging folder before the atomic rename, so an entry
+/// folder without a valid manifest is never a complete install.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct EntryManifest {
+    pub(crate) format: u32,
+    pub(crate) hash: String,
+    pub(crate) kind: EntryKind,
+    /// The project to render, relative to the entry folder, `/`-separated.
+    pub(crate) project: String,
+    pub(crate) template_id: Option<TemplateId>,
+    pub(crate) template_version: i32,
+    pub(crate) installed_at: DateTime<Utc>,
+    pub(crate) files: Vec<ManifestFile>,
+}
+
+impl EntryManifest {
+    /// Bytes the entry's files occupy.
+    pub(crate) fn size_bytes(&self) -> u64 {
+        self.files.iter().map(|file| file.size_bytes).sum()
+    }
+
+    /// The project path relative to the entry folder, as a native path.
+    pub(crate) fn project_path(&self) -> PathBuf {
+        bundle::join_relative(Path::new(""), &self.project)
+    }
+}
+
+/// `index.json`: what cannot be rebuilt from the entry folders (order, hits, last use).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct IndexFile {
+    pub(crate) format: u32,
+    /// Least recently used first.
+    pub(crate) entries: Vec<IndexFileEntry>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct IndexFileEntry {
+    pub(crate) hash: String,
+    pub(crate) template_id: Option<TemplateId>,
+    pub(crate) template_version: i32,
+    pub(crate) size_bytes: u64,
+    pub(crate) hits: u64,
+    pub(crate) last_used_at: DateTime<Utc>,
+}
+
+impl IndexFile {
+    pub(crate) fn new(entries: Vec<IndexFileEntry>) -> Self {
+        Self {
+            format: FORMAT_VERSION,
+            entries,
+        }
+    }
+}
+
+/// A fresh temporary name inside the cache folder.
+pub(crate) fn new_temp_path(dir: &Path) -> PathBuf {
+    dir.join(format!("{TEMP_PREFIX}{}", uuid::Uuid::new_v4().simple()))
+}
+
+/// The folder of an installed entry.
+pub(crate) fn entry_dir(dir: &Path, hash: &ContentHash) -> PathBuf {
+    dir.join(hash.to_hex())
+}
+
+/// Removes a file or folder; a missing one is fine.
+pub(crate) fn remove_path(path: &Path) -> std::io::Result<()> {
+    let result = match std::fs::symlink_metadata(path) {
+        Ok(metadata) if metadata.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(error) => Err(error),
+    };
+    match result {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error),
+        _ => Ok(()),
+    }
+}
+
+/// Renames an entry folder to a temporary name, so the entry disappears atomically and the
+/// slow deletion can happen later; returns the new name, or `None` if there was no folder.
+pub(crate) fn move_to_trash(dir: &Path, hash: &ContentHash) -> std::io::Result<Option<PathBuf>> {
+    let trash_path = new_temp_path(dir);
+    match std::fs::rename(entry_dir(dir, hash), &trash_path) {
+        Ok(()) => Ok(Some(trash_path)),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+/// BLAKE3 and length of a file.
+pub(crate) fn hash_file(path: &Path) -> std::io::Result<(ContentHash, u64)> {
+    let mut file = File::open(path)?;
+    let mut hasher = blake3::Hasher::new();
+    let mut buffer = vec![0u8; 256 * 1024];
+    let mut size_bytes = 0u64;
+    loop {
+        let read = file.read(&mut buffer)?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+        size_bytes += read as u64;
+    }
+    Ok((ContentHash::from_bytes(*hasher.finalize().as_bytes()), size_bytes))
+}
+
+/// What to install: a download already verified against `hash`.
+pub(crate) struct InstallRequest<'a> {
+    pub(crate) dir: &'a Path,
+    pub(crate) hash: ContentHash,
+    pub(crate) template_id: Option<TemplateId>,
+    pub(crate) template_version: i32,
+    pub(crate) downloaded_path: &'a Path,
+    pub(crate) now: DateTime<Utc>,
+}
+
+/// Installs a verified download: builds the entry in a staging folder (moving a plain project in,
+/// or extracting a bundle), writes the manifest, then renames the folder to `<hex>`. The
+/// downloaded file is consumed; nothing is left behind on failure.
+pub(crate) fn install(request: &InstallRequest<'_>) -> CacheResult<EntryManifest> {
+    let staging_dir = new_temp_path(request.dir);
+    let result = install_into(request, &staging_dir);
+    if let Err(error) = remove_path(request.downloaded_path) {
+        warn!(path = %request.downloaded_path.display(), %error, "could not remove downloaded file");
+    }
+    if result.is_err() {
+        if let Err(error) = remove_path(&staging_dir) {
+            warn!(path = %staging_dir.display(), %error, "could not remove staging folder");
+        }
+    }
+    result
+}
+
+fn install_into(request: &InstallRequest<'_>, staging_dir: &Path) -> CacheResult<EntryManifest> {
+    let hash = request.hash;
+    std::fs::create_dir(staging_dir).map_err(|error| CacheError::io(staging_dir, error))?;
+    let is_zip =
+        bundle::is_zip_file(request.downloaded_path).map_err(|error| CacheError::io(request.downloaded_path, error))?;
+    let (kind, project, files) = if is_zip {
+        let bundle_dir = staging_dir.join(BUNDLE_DIR_NAME);
+        std::fs::create_dir(&bundle_dir).map_err(|error| CacheError::io(&bundle_dir, error))?;
+        let extracted = bundle::extract(hash, request.downloaded_path, &bundle_dir)?;
+        let relative_paths: Vec<&str> = extracted.iter().map(|file| file.path.as_str()).collect();
+        let project_in_bundle = bundle::find_project(hash, &relative_paths)?;
+        let files = extracted
+            .into_iter()
+            .map(|file| ManifestFile {
+                path: format!("{BUNDLE_DIR_NAME}/{}", file.path),
+                ..file
+            })
+            .collect();
+        (
+            EntryKind::Bundle,
+            format!("{BUNDLE_DIR_NAME}/{project_in_bundle}"),
+            files,
+        )
+    } else {
+        let project_path = staging_dir.join(PLAIN_PROJECT_NAME);
+        std::fs::rename(request.downloaded_path, &project_path)
+            .map_err(|error| CacheError::io(&project_path, error))?;
+        let size_bytes = std::fs::metadata(&project_path)
+            .map_err(|error| CacheError::io(&project_path, error))?
+            .len();
+        let file = ManifestFile {
+            path: PLAIN_PROJECT_NAME.to_owned(),
+            size_bytes,
+            blake3: hash.to_hex(),
+        };
+        (EntryKind::Project, PLAIN_PROJECT_NAME.to_owned(), vec![file])
+    };
+    let manifest = EntryManifest {
+        format: FORMAT_VERSION,
+        hash: hash.to_hex(),
+        kind,
+        project,
+        template_id: request.template_id,
+        template_version: request.template_version,
+        installed_at: request.now,
+        files,
+    };
+    write_json(&staging_dir.join(MANIFEST_FILE_NAME), &manifest)?;
+    let final_dir = entry_dir(request.dir, &hash);
+    // Not in the index (the caller checked under its lock), so anything here is a stale leftover.
+    remove_path(&final_dir).map_err(|error| CacheError::io(&final_dir, error))?;
+    std::fs::rename(staging_dir, &final_dir).map_err(|error| CacheError::io(&final_dir, error))?;
+    Ok(manifest)
+}
+
+/// Result of re-hashing an entry.
+#[derive(Debug)]
+pub(crate) enum Verification {
+    Valid(EntryManifest),
+    Invalid(String),
+}
+
+/// Re-reads the manifest of `<hex>` and re-hashes every file it lists.
+pub(crate) fn verify_entry(dir: &Path, hash: &ContentHash) -> Verification {
+    let entry_path = entry_dir(dir, hash);
+    let manifest_path = entry_path.join(MANIFEST_FILE_NAME);
+    let manifest: EntryManifest = match std::fs::read(&manifest_path)
+        .map_err(|error| error.to_string())
+        .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|error| error.to_string()))
+    {
+        Ok(manifest) => manifest,
+        Err(reason) => return Verification::Invalid(format!("unreadable manifest: {reason}")),
+    };
+    if let Err(reason) = check_manifest(&manifest, hash) {
+        return Verification::Invalid(reason);
+    }
+    for file in &manifest.files {
+        let file_path = bundle::join_relative(&entry_path, &file.path);
+        match hash_file(&file_path) {
+            Ok((digest, size_bytes)) if size_bytes == file.size_bytes && digest.to_hex() == file.blake3 => {}
+            Ok((digest, size_bytes)) => {
+                return Verification::Invalid(format!(
+                    "{} changed: {size_bytes} bytes with hash {digest}, expected {} bytes with hash {}",
+                    file.path, file.size_bytes, file.blake3
+                ));
+            }
+            Err(error) => return Verification::Invalid(format!("{} unreadable: {error}", file.path)),
+        }
+    }
+    Verification::Valid(manifest)
+}
+
+/// Structural checks of a manifest read from disk (never trust disk input).
+fn check_manifest(manifest: &EntryManifest, hash: &ContentHash) -> Result<(), String> {
+    if manifest.format != FORMAT_VERSION {
+        return Err(format!("unknown manifest format {}", manifest.format));
+    }
+    if manifest.hash != hash.to_hex() {
+        return Err(format!("manifest is for {}", manifest.hash));
+    }
+    for file in &manifest.files {
+        if bundle::safe_relative_path(&file.path).as_deref() != Some(file.path.as_str()) {
+            return Err(format!("manifest lists unsafe path {:?}", file.path));
+        }
+    }
+    if !manifest.files.iter().any(|file| file.path == manifest.project) {
+        return Err(format!("project {:?} is not among the files", manifest.project));
+    }
+    if manifest.kind == EntryKind::Project && manifest.files.iter().any(|file| file.blake3 != manifest.hash) {
+        return Err("project file digest differs from the entry hash".to_owned());
+    }
+    Ok(())
+}
+
+/// What the start-up scan found.
+#[derive(Debug, Default)]
+pub(crate) struct ScanOutcome {
+    /// Verified entries, in no particular order.
+    pub(crate) entries: Vec<(ContentHash, EntryManifest)>,
+    pub(crate) num_temp_removed: usize,
+    pub(crate) num_invalid_removed: usize,
+}
+
+/// Start-up: removes leftover temporary files and folders, verifies every entry folder (full
+/// re-hash) and deletes those that fail. Unknown names are left alone.
+pub(crate) fn scan(dir: &Path) -> CacheResult<ScanOutcome> {
+    let mut outcome = ScanOutcome::default();
+    let read_dir = std::fs::read_dir(dir).map_err(|error| CacheError::io(dir, error))?;
+    for dir_entry in read_dir {
+        let dir_entry = dir_entry.map_err(|error| CacheError::io(dir, error))?;
+        let name = dir_entry.file_name().to_string_lossy().into_owned();
+        let path = dir_entry.path();
+        if name.starts_with(TEMP_PREFIX) {
+            remove_path(&path).map_err(|error| CacheError::io(&path, error))?;
+            outcome.num_temp_removed += 1;
+            debug!(path = %path.display(), "removed leftover temporary file");
+            continue;
+        }
+        let Ok(hash) = ContentHash::parse_hex(&name, "cache entry") else {
+            continue;
+        };
+        if name != hash.to_hex() || !path.is_dir() {
+            continue;
+        }
+        match verify_entry(dir, &hash) {
+            Verification::Valid(manifest) => outcome.entries.push((hash, manifest)),
+            Verification::Invalid(reason) => {
+                warn!(template_hash = %hash, %reason, "removing unverifiable cache entry");
+                remove_path(&path).map_err(|error| CacheError::io(&path, error))?;
+                outcome.num_invalid_removed += 1;
+            }
+        }
+    }
+    Ok(outcome)
+}
+
+/// Reads `index.json`; a missing or unreadable file is `None` (the scan rebuilds the order).
+pub(crate) fn read_index_file(dir: &Path) -> Option<IndexFile> {
+    let path = dir.join(INDEX_FILE_NAME);
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(error) => {
+            warn!(path = %path.display(), %error, "cannot read cache index, rebuilding from entries");
+            return None;
+        }
+    };
+    match serde_json::from_slice::<IndexFile>(&bytes) {
+        Ok(index_file) if index_file.format == FORMAT_VERSION => Some(index_file),
+        Ok(index_file) => {
+            warn!(
+                format = index_file.format,
+                "unknown cache index format, rebuilding from entries"
+            );
+            None
+        }
+        Err(error) => {
+            warn!(path = %path.display(), %error, "corrupt cache index, rebuilding from entries");
+            None
+        }
+    }
+}
+
+/// Writes `index.json` atomically (temporary name, then rename).
+pub(crate) fn write_index_file(dir: &Path, index_file: &IndexFile) -> CacheResult<()> {
+    let temp_path = new_temp_path(dir);
+    write_json(&temp_path, index_file)?;
+    let path = dir.join(INDEX_FILE_NAME);
+    std::fs::rename(&temp_path, &path).map_err(|error| {
+        let _ = remove_path(&temp_path);
+        CacheError::io(&path, error)
+    })
+}
+
+fn write_json(path: &Path, value: &impl Serialize) -> CacheResult<()> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(|error| CacheError::io(path, std::io::Error::other(error)))?;
+    std::fs::write(path, bytes).map_err(|error| CacheError::io(path, error))
+}
+
+#[cfg(test)]
+mod tests;

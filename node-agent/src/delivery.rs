@@ -1,0 +1,120 @@
+//! Delivers what waits in the outbox: completions and failures first, then buffered health
+//! samples, acknowledging each item once the control plane has answered it. Redelivery is safe:
+//! a completion already recorded answers `DUPLICATE`, and a report for a lease that is gone
+//! answers `STALE_LEASE`/`FAILED_PRECONDITION`; both are final, so the item is dropped.
+
+use std::{sync::Arc, time::Duration};
+
+use flatrender_proto::pb;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::{
+    client::{ClientError, ControlPlaneClient},
+    metrics::AgentMetrics,
+    outbox::{Outbox, OutboxItem},
+};
+
+const HEALTH_BATCH: usize = 500;
+const POLL: Duration = Duration::from_secs(1);
+
+/// Delivers the outbox; one delivery pass at a time, so no item is sent twice concurrently.
+pub struct Delivery {
+    client: Arc<ControlPlaneClient>,
+    outbox: Arc<Outbox>,
+    metrics: Arc<AgentMetrics>,
+    pass: tokio::sync::Mutex<()>,
+}
+
+impl Delivery {
+    /// A deliverer of `outbox` through `client`.
+    pub fn new(client: Arc<ControlPlaneClient>, outbox: Arc<Outbox>, metrics: Arc<AgentMetrics>) -> Self {
+        Self {
+            client,
+            outbox,
+            metrics,
+            pass: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Delivers in the background until `stop`.
+    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+        loop {
+            self.deliver_pending().await;
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(POLL) => {}
+            }
+        }
+    }
+
+    /// Tries to deliver everything pending once; returns true when the outbox is empty.
+    pub async fn deliver_pending(&self) -> bool {
+        let _pass = self.pass.lock().await;
+        deliver(&self.client, &self.outbox, &self.metrics).await
+    }
+}
+
+async fn deliver(client: &ControlPlaneClient, outbox: &Outbox, metrics: &AgentMetrics) -> bool {
+    for (id, item) in outbox.pending_results() {
+        let delivered = match &item {
+            OutboxItem::Completion(completion) => {
+                let request = pb::CompleteWorkRequest {
+                    chunks: vec![completion.to_pb()],
+                };
+                client.complete(request).await.map(|response| {
+                    let outcome = response.results.first().map(pb::CompletionResult::outcome);
+                    info!(frame_job_id = %completion.frame_job_id, ?outcome, "completion delivered");
+                })
+            }
+            OutboxItem::Failure(failure) => client.fail(failure.to_pb()).await.map(|response| {
+                info!(frame_job_id = %failure.frame_job_id, will_retry = response.will_retry, "failure delivered");
+            }),
+            OutboxItem::Health(_) => Ok(()),
+        };
+        match delivered {
+            Ok(()) => ack(outbox, id),
+            Err(ClientError::Unreachable(_)) => {
+                metrics.set_outbox_pending(outbox.len());
+                return false;
+            }
+            // An answer that will never change (stale lease, invalid): drop the item.
+            Err(error) => {
+                warn!(%error, "control plane refused a queued report; dropping it");
+                ack(outbox, id);
+            }
+        }
+    }
+    loop {
+        let batch = outbox.pending_health(HEALTH_BATCH);
+        if batch.is_empty() {
+            break;
+        }
+        let request = pb::HeartbeatRequest {
+            health: batch.iter().map(|(_, sample)| sample.to_pb()).collect(),
+            ..Default::default()
+        };
+        match client.heartbeat(request).await {
+            Ok(_) => {
+                for (id, _) in batch {
+                    ack(outbox, id);
+                }
+            }
+            Err(ClientError::Unreachable(_)) => break,
+            Err(error) => {
+                warn!(%error, "control plane refused buffered health samples; dropping them");
+                for (id, _) in batch {
+                    ack(outbox, id);
+                }
+            }
+        }
+    }
+    metrics.set_outbox_pending(outbox.len());
+    outbox.is_empty()
+}
+
+fn ack(outbox: &Outbox, id: crate::outbox::ItemId) {
+    if let Err(error) = outbox.ack(id) {
+        warn!(%error, "cannot remove a delivered item from the outbox");
+    }
+}

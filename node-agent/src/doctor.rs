@@ -1,0 +1,143 @@
+//! `node-agent doctor`: checks what the agent needs (aerender, disk, cache and state folders,
+//! the control plane) and says what to fix. Returns the checks; the binary prints them.
+
+use std::{path::Path, time::Duration};
+
+use crate::{config::AgentConfig, supervisor};
+
+/// One check's result.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Check {
+    /// What was checked.
+    pub name: String,
+    /// Whether it passed.
+    pub ok: bool,
+    /// What was found, or what to do.
+    pub detail: String,
+}
+
+impl Check {
+    fn pass(name: &str, detail: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            ok: true,
+            detail: detail.into(),
+        }
+    }
+
+    fn fail(name: &str, detail: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            ok: false,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Free space below which a volume is reported as a problem.
+const MIN_FREE_BYTES: u64 = 5 << 30;
+
+/// Runs every check.
+pub async fn run_checks(config: &AgentConfig) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let configured = (!config.aerender.path.as_os_str().is_empty()).then_some(config.aerender.path.as_path());
+    match supervisor::find_aerender(configured) {
+        Ok(install) => {
+            checks.push(Check::pass("aerender", install.path.display().to_string()));
+            match &install.version {
+                Some(version) => checks.push(Check::pass("after effects version", version.clone())),
+                None => checks.push(Check::fail(
+                    "after effects version",
+                    "unknown: the install folder does not say; -mfr stays off. Check that aerender runs by hand",
+                )),
+            }
+            let answers = crate::probe::probe(&install.path, "flatrender-doctor-probe", Duration::from_secs(10)).await;
+            checks.push(if answers {
+                Check::pass("aerender starts", "`aerender -version` answered")
+            } else {
+                Check::fail(
+                    "aerender starts",
+                    "`aerender -version` did not answer: repair After Effects or its licence",
+                )
+            });
+        }
+        Err(error) => checks.push(Check::fail("aerender", error.to_string())),
+    }
+    for (name, dir) in [
+        ("template cache folder", config.cache.dir.as_path()),
+        ("output folder", config.aerender.output_root.as_path()),
+        ("state folder", config.node.state_dir.as_path()),
+    ] {
+        checks.push(writable(name, dir));
+    }
+    checks.push(disk_space(&config.aerender.output_root));
+    checks.push(match config.join_token() {
+        Ok(_) => Check::pass("join token", "configured"),
+        Err(_) if config.node.state_dir.join("credential.json").exists() => {
+            Check::pass("join token", "not needed: node already registered")
+        }
+        Err(error) => Check::fail("join token", error.to_string()),
+    });
+    for endpoint in &config.control_plane.endpoints {
+        checks.push(reachable(endpoint).await);
+    }
+    checks
+}
+
+fn writable(name: &str, dir: &Path) -> Check {
+    if let Err(error) = std::fs::create_dir_all(dir) {
+        return Check::fail(
+            name,
+            format!(
+                "cannot create {}: {error}; fix the path or its permissions",
+                dir.display()
+            ),
+        );
+    }
+    let probe = dir.join(".doctor-write-test");
+    match std::fs::write(&probe, b"ok").and_then(|()| std::fs::remove_file(&probe)) {
+        Ok(()) => Check::pass(name, format!("{} is writable", dir.display())),
+        Err(error) => Check::fail(name, format!("{} is not writable: {error}", dir.display())),
+    }
+}
+
+fn disk_space(dir: &Path) -> Check {
+    let disks = sysinfo::Disks::new_with_refreshed_list();
+    let absolute = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let best = disks
+        .list()
+        .iter()
+        .filter(|disk| absolute.starts_with(disk.mount_point()))
+        .max_by_key(|disk| disk.mount_point().as_os_str().len());
+    match best {
+        Some(disk) if disk.available_space() >= MIN_FREE_BYTES => Check::pass(
+            "disk space",
+            format!("{} GiB free for outputs", disk.available_space() >> 30),
+        ),
+        Some(disk) => Check::fail(
+            "disk space",
+            format!(
+                "only {} MiB free on {}: free space or move output_root",
+                disk.available_space() >> 20,
+                disk.mount_point().display()
+            ),
+        ),
+        None => Check::fail("disk space", format!("no volume found for {}", absolute.display())),
+    }
+}
+
+async fn reachable(endpoint: &str) -> Check {
+    let name = format!("control plane {endpoint}");
+    let channel = match tonic::transport::Channel::from_shared(endpoint.to_owned()) {
+        Ok(channel) => channel.connect_timeout(Duration::from_secs(5)),
+        Err(error) => return Check::fail(&name, format!("not a valid URL: {error}")),
+    };
+    match tokio::time::timeout(Duration::from_secs(6), channel.connect()).await {
+        Ok(Ok(_)) => Check::pass(&name, "reachable"),
+        Ok(Err(error)) => Check::fail(
+            &name,
+            format!("unreachable ({error}): is the control plane running, and is the address right?"),
+        ),
+        Err(_) => Check::fail(&name, "no answer within 6 s: check firewalls and the address"),
+    }
+}

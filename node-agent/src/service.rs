@@ -1,0 +1,542 @@
+//! The agent's run loop: register (once; the node credential is kept on disk), then heartbeat,
+//! sample health, take work when idle and allowed, render, and deliver results through the
+//! durable outbox, until shutdown. Obeys control-plane commands (cancel a lease, drain, prefetch
+//! a template) and quarantines itself after a crash loop.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use flatrender_proto::{pb, types::NodeState};
+use serde::{Deserialize, Serialize};
+use tokio::{sync::Notify, task::JoinSet, time::Instant};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::{
+    cache::{CacheConfig, CacheEntryInfo, TemplateCache},
+    client::ControlPlaneClient,
+    config::AgentConfig,
+    delivery::Delivery,
+    health::{HealthSample, HealthSampler},
+    leases::{LeaseTable, StopReason},
+    metrics::AgentMetrics,
+    outbox::{Outbox, OutboxItem, OutboxLimits},
+    recovery::CrashLoopDetector,
+    runner::{self, ChunkContext, ChunkOutcome},
+    supervisor,
+};
+
+/// Prefix of the process tags of every aerender this node's agent starts (swept at start-up);
+/// it names the node so that agents sharing a machine never sweep each other's renders.
+pub fn process_tag_prefix(node_name: &str) -> String {
+    format!("flatrender/{node_name}/")
+}
+
+/// The node identity kept on disk after registration.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Credential {
+    /// Node id.
+    pub node_id: String,
+    /// Bearer token of the node.
+    pub node_token: String,
+}
+
+/// Shared state of a running agent.
+pub struct Agent {
+    config: Arc<AgentConfig>,
+    client: Arc<ControlPlaneClient>,
+    leases: Arc<LeaseTable>,
+    chunk: Arc<ChunkContext>,
+    delivery: Arc<Delivery>,
+    state: Mutex<NodeState>,
+    quarantine: Mutex<Option<String>>,
+    quarantine_acknowledged: AtomicBool,
+    probe_succeeded: AtomicBool,
+    crash_loop: Mutex<CrashLoopDetector>,
+    back_off_until: Mutex<Option<Instant>>,
+    heartbeat_interval: Mutex<Duration>,
+    lease_ttl: Mutex<Duration>,
+    chunk_finished: Notify,
+    health: Mutex<Vec<HealthSample>>,
+}
+
+impl Agent {
+    /// Opens everything the agent needs and registers if it has no credential yet.
+    pub async fn start(config: AgentConfig) -> anyhow::Result<Arc<Self>> {
+        let config = Arc::new(config);
+        std::fs::create_dir_all(&config.node.state_dir)?;
+        let swept = supervisor::sweep_tagged(&process_tag_prefix(&config.node.name), config.kill_grace()).await;
+        if !swept.signalled.is_empty() {
+            warn!(
+                processes = swept.signalled.len(),
+                "killed After Effects processes left by a previous agent run"
+            );
+        }
+        let install = supervisor::find_aerender(
+            (!config.aerender.path.as_os_str().is_empty()).then_some(config.aerender.path.as_path()),
+        )?;
+        info!(aerender = %install.path.display(), version = ?install.version, "found aerender");
+        let cache = TemplateCache::open(CacheConfig {
+            dir: config.cache.dir.clone(),
+            budget_bytes: config.cache.budget_bytes,
+            download_timeout: Duration::from_secs(config.cache.download_timeout_seconds),
+            max_attempts: config.cache.max_attempts,
+            retry_base_delay: Duration::from_millis(500),
+        })
+        .await?;
+        let outbox = Arc::new(Outbox::open(
+            config.node.state_dir.join("outbox"),
+            OutboxLimits {
+                max_health_samples: config.outbox.max_health_samples,
+                max_bytes: config.outbox.max_bytes,
+            },
+        )?);
+        let client = Arc::new(ControlPlaneClient::new(
+            config.control_plane.endpoints.clone(),
+            Duration::from_secs(config.control_plane.request_timeout_seconds),
+        ));
+        let metrics = Arc::new(AgentMetrics::new());
+        let delivery = Arc::new(Delivery::new(client.clone(), outbox.clone(), metrics.clone()));
+        let agent = Arc::new(Self {
+            chunk: Arc::new(ChunkContext {
+                config: config.clone(),
+                client: client.clone(),
+                cache,
+                outbox,
+                metrics,
+                install,
+            }),
+            delivery,
+            config: config.clone(),
+            client,
+            leases: Arc::new(LeaseTable::default()),
+            state: Mutex::new(NodeState::Online),
+            quarantine: Mutex::new(None),
+            quarantine_acknowledged: AtomicBool::new(false),
+            probe_succeeded: AtomicBool::new(false),
+            crash_loop: Mutex::new(CrashLoopDetector::new(
+                config.recovery.crash_loop_threshold,
+                Duration::from_secs(config.recovery.crash_loop_window_seconds),
+            )),
+            back_off_until: Mutex::new(None),
+            heartbeat_interval: Mutex::new(Duration::from_secs(10)),
+            lease_ttl: Mutex::new(Duration::from_secs(60)),
+            chunk_finished: Notify::new(),
+            health: Mutex::new(Vec::new()),
+        });
+        agent.ensure_registered().await?;
+        Ok(agent)
+    }
+
+    fn credential_path(&self) -> PathBuf {
+        self.config.node.state_dir.join("credential.json")
+    }
+
+    /// Loads the stored credential, or registers with the join token and stores the new one.
+    async fn ensure_registered(&self) -> anyhow::Result<()> {
+        if let Some(credential) = read_credential(&self.credential_path()) {
+            self.client.set_token(&credential.node_token);
+            info!(node_id = %credential.node_id, "using stored node credential");
+            return Ok(());
+        }
+        self.register().await
+    }
+
+    async fn register(&self) -> anyhow::Result<()> {
+        let join_token = self.config.join_token()?;
+        self.client.set_token(&join_token);
+        let system = sysinfo::System::new_with_specifics(
+            sysinfo::RefreshKind::nothing().with_memory(sysinfo::MemoryRefreshKind::everything()),
+        );
+        let request = pb::RegisterNodeRequest {
+            name: self.config.node.name.clone(),
+            hostname: sysinfo::System::host_name().unwrap_or_else(|| self.config.node.name.clone()),
+            os: current_os() as i32,
+            os_version: sysinfo::System::long_os_version().unwrap_or_default(),
+            ae_version: self.chunk.install.version.clone().unwrap_or_default(),
+            agent_version: env!("CARGO_PKG_VERSION").into(),
+            cpu_cores: i32::try_from(std::thread::available_parallelism().map_or(1, |cores| cores.get())).unwrap_or(1),
+            memory_bytes: i64::try_from(system.total_memory()).unwrap_or(i64::MAX),
+            tags: self.config.node.tags.clone(),
+            max_leases: self.config.node.max_leases,
+        };
+        let response = loop {
+            match self.client.register(request.clone()).await {
+                Ok(response) => break response,
+                Err(error) if error.code().is_some() => anyhow::bail!("registration refused: {error}"),
+                Err(error) => {
+                    warn!(%error, "control plane unreachable; retrying registration in 5 s");
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+            }
+        };
+        let credential = Credential {
+            node_id: response.node_id.clone(),
+            node_token: response.node_token.clone(),
+        };
+        write_credential(&self.credential_path(), &credential)?;
+        self.client.set_token(&credential.node_token);
+        self.apply_timing(response.heartbeat_interval.as_ref(), response.lease_ttl.as_ref());
+        info!(node_id = %credential.node_id, "registered with the control plane");
+        Ok(())
+    }
+
+    fn apply_timing(&self, heartbeat: Option<&prost_types::Duration>, lease_ttl: Option<&prost_types::Duration>) {
+        if let Some(interval) = heartbeat.and_then(to_duration).filter(|interval| !interval.is_zero()) {
+            *lock(&self.heartbeat_interval) = interval;
+        }
+        if let Some(ttl) = lease_ttl.and_then(to_duration).filter(|ttl| !ttl.is_zero()) {
+            *lock(&self.lease_ttl) = ttl;
+        }
+    }
+
+    /// Runs until `shutdown`, then hands back or finishes running work and flushes the outbox.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let background = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        tasks.spawn(self.clone().heartbeat_loop(background.clone()));
+        tasks.spawn(self.clone().health_loop(background.clone()));
+        tasks.spawn(self.delivery.clone().run(background.clone()));
+        if !self.config.metrics.listen.is_empty() {
+            let listener = tokio::net::TcpListener::bind(&self.config.metrics.listen).await?;
+            info!(listen = %listener.local_addr()?, "agent metrics listening");
+            tasks.spawn(crate::metrics::serve(
+                listener,
+                self.chunk.metrics.clone(),
+                background.clone().cancelled_owned(),
+            ));
+        }
+        self.clone().work_loop(shutdown.clone()).await;
+
+        // Stopping: give running chunks a grace period, then hand them back.
+        let grace = Duration::from_secs(self.config.node.shutdown_grace_seconds);
+        let deadline = Instant::now() + grace;
+        while !self.leases.is_empty() && Instant::now() < deadline {
+            let _ = tokio::time::timeout_at(deadline, self.chunk_finished.notified()).await;
+        }
+        if !self.leases.is_empty() {
+            info!(running = self.leases.len(), "handing running chunks back");
+            self.leases.stop_all(StopReason::Shutdown);
+            while !self.leases.is_empty() {
+                self.chunk_finished.notified().await;
+            }
+        }
+        self.delivery.deliver_pending().await;
+        background.cancel();
+        while tasks.join_next().await.is_some() {}
+        info!("agent stopped");
+        Ok(())
+    }
+
+    /// Whether the agent may take more work now.
+    fn may_acquire(&self) -> bool {
+        let online = *lock(&self.state) == NodeState::Online;
+        let backing_off = lock(&self.back_off_until).is_some_and(|until| Instant::now() < until);
+        online && lock(&self.quarantine).is_none() && !backing_off && !self.chunk.outbox.results_full()
+    }
+
+    async fn work_loop(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut running = JoinSet::new();
+        loop {
+            while running.try_join_next().is_some() {}
+            let free = usize::try_from(self.config.node.max_leases)
+                .unwrap_or(1)
+                .saturating_sub(self.leases.len());
+            if shutdown.is_cancelled() {
+                break;
+            }
+            if free == 0 || !self.may_acquire() {
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = self.chunk_finished.notified() => {}
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+                continue;
+            }
+            let wait = Duration::from_secs(self.config.control_plane.acquire_wait_seconds);
+            let acquired = tokio::select! {
+                () = shutdown.cancelled() => break,
+                acquired = self.client.acquire(i32::try_from(free).unwrap_or(1), wait) => acquired,
+            };
+            match acquired {
+                Ok(assignments) => {
+                    for assignment in assignments {
+                        let lease = self.leases.insert(&assignment);
+                        let agent = self.clone();
+                        running.spawn(async move {
+                            info!(frame_job_id = %assignment.frame_job_id, job_id = %assignment.job_id, lease_token = assignment.lease_token, "rendering chunk");
+                            let outcome = runner::run_chunk(&agent.chunk, &assignment, lease).await;
+                            agent.leases.remove(&assignment.frame_job_id);
+                            // Report before anything else (a quarantine) can change the lease.
+                            agent.delivery.deliver_pending().await;
+                            agent.after_chunk(&outcome);
+                            agent.chunk_finished.notify_waiters();
+                        });
+                    }
+                }
+                Err(error) => {
+                    warn!(%error, "acquire failed; retrying");
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(Duration::from_secs(2)) => {}
+                    }
+                }
+            }
+        }
+        // Let the spawned chunks run to the end (run() decides how long).
+        tokio::spawn(async move { while running.join_next().await.is_some() {} });
+    }
+
+    fn after_chunk(&self, outcome: &ChunkOutcome) {
+        match outcome {
+            ChunkOutcome::Completed => lock(&self.crash_loop).reset(),
+            ChunkOutcome::Failed(failure) => {
+                if failure.action == flatrender_proto::types::RecoveryAction::BackOff {
+                    *lock(&self.back_off_until) =
+                        Some(Instant::now() + Duration::from_secs(self.config.recovery.back_off_seconds));
+                }
+                if lock(&self.crash_loop).record(failure.crash_class, Instant::now()) {
+                    let reason = format!(
+                        "crash loop: {} crashes within {} s, last: {}",
+                        self.config.recovery.crash_loop_threshold,
+                        self.config.recovery.crash_loop_window_seconds,
+                        failure.message
+                    );
+                    warn!(reason = %reason, "quarantining this node");
+                    *lock(&self.quarantine) = Some(reason);
+                }
+            }
+            ChunkOutcome::Stopped(_) => {}
+        }
+    }
+
+    async fn heartbeat_loop(self: Arc<Self>, stop: CancellationToken) {
+        let mut next_probe = Instant::now();
+        let mut resync_cache = true;
+        loop {
+            let interval = *lock(&self.heartbeat_interval);
+            if self.heartbeat(&mut resync_cache).await.is_err() {
+                // Unreachable: keep rendering, but never past the lease TTL.
+                let fenced = self.leases.fence_expired(*lock(&self.lease_ttl));
+                if !fenced.is_empty() {
+                    warn!(
+                        ?fenced,
+                        "leases could not be renewed within their TTL; stopped those renders"
+                    );
+                }
+            }
+            if lock(&self.quarantine).is_some() && Instant::now() >= next_probe {
+                next_probe = Instant::now() + Duration::from_secs(self.config.recovery.probe_interval_seconds);
+                self.clone().probe().await;
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(interval) => {}
+            }
+        }
+    }
+
+    async fn heartbeat(&self, resync_cache: &mut bool) -> Result<(), ()> {
+        let changes = self.chunk.cache.take_changes();
+        let full_sync = *resync_cache || changes.full_sync;
+        let inventory = if full_sync {
+            self.chunk.cache.inventory()
+        } else {
+            changes.upserted
+        };
+        let health: Vec<HealthSample> = std::mem::take(&mut *lock(&self.health));
+        let quarantine = lock(&self.quarantine).clone();
+        let request = pb::HeartbeatRequest {
+            leases: self.leases.statuses(),
+            cache: Some(pb::CacheInventory {
+                full_sync,
+                upserted: inventory.iter().map(cache_entry_to_pb).collect(),
+                removed_blake3_hex: if full_sync {
+                    Vec::new()
+                } else {
+                    changes.removed.iter().map(|hash| hash.to_hex()).collect()
+                },
+            }),
+            health: health.iter().map(HealthSample::to_pb).collect(),
+            quarantined: quarantine.is_some(),
+            quarantine_reason: quarantine.clone().unwrap_or_default(),
+            probe_succeeded: self.probe_succeeded.load(Ordering::Relaxed),
+        };
+        match self.client.heartbeat(request).await {
+            Ok(response) => {
+                *resync_cache = false;
+                self.apply_timing(response.heartbeat_interval.as_ref(), None);
+                self.probe_succeeded.store(false, Ordering::Relaxed);
+                let state = NodeState::from_wire(response.state, "state").unwrap_or(NodeState::Online);
+                self.observe_state(state);
+                let mut lost = Vec::new();
+                for command in response.commands.into_iter().filter_map(|command| command.command) {
+                    match command {
+                        pb::node_command::Command::CancelLease(cancel) => {
+                            info!(frame_job_id = %cancel.frame_job_id, reason = %cancel.reason, "control plane cancelled a lease");
+                            self.leases
+                                .stop(&cancel.frame_job_id, cancel.lease_token, StopReason::LeaseLost);
+                            lost.push(cancel.frame_job_id);
+                        }
+                        pb::node_command::Command::Drain(_) => {}
+                        pb::node_command::Command::PrefetchTemplate(prefetch) => self.prefetch(prefetch),
+                    }
+                }
+                self.leases.renewed_except(&lost);
+                Ok(())
+            }
+            Err(error) => {
+                *resync_cache = true;
+                warn!(%error, "heartbeat failed");
+                self.keep_health(health);
+                if error.code() == Some(tonic::Code::Unauthenticated) {
+                    warn!("node token refused; registering again");
+                    let _ = std::fs::remove_file(self.credential_path());
+                    if let Err(error) = self.register().await {
+                        warn!(%error, "re-registration failed");
+                    }
+                }
+                Err(())
+            }
+        }
+    }
+
+    fn observe_state(&self, state: NodeState) {
+        let mut current = lock(&self.state);
+        if *current != state {
+            info!(from = %current, to = %state, "node state");
+        }
+        *current = state;
+        drop(current);
+        match state {
+            NodeState::Quarantined => self.quarantine_acknowledged.store(true, Ordering::Relaxed),
+            NodeState::Online if self.quarantine_acknowledged.swap(false, Ordering::Relaxed) => {
+                // Ops (or a probe) brought the node back.
+                *lock(&self.quarantine) = None;
+                lock(&self.crash_loop).reset();
+            }
+            _ => {}
+        }
+    }
+
+    fn prefetch(&self, prefetch: pb::PrefetchTemplate) {
+        let Some(template) = prefetch.template else { return };
+        let cache = self.chunk.cache.clone();
+        tokio::spawn(async move {
+            let spec = match runner::template_spec(&template) {
+                Ok(spec) => spec,
+                Err(error) => return warn!(%error, "bad prefetch command"),
+            };
+            if let Err(error) = cache.prefetch(&spec).await {
+                warn!(%error, "prefetch failed");
+            }
+        });
+    }
+
+    /// Runs `aerender -version`: a node whose aerender starts and answers is healthy again.
+    async fn probe(self: Arc<Self>) {
+        let tag = format!("{}probe", process_tag_prefix(&self.config.node.name));
+        let ok = crate::probe::probe(&self.chunk.install.path, &tag, self.config.kill_grace()).await;
+        info!(ok, "probe render");
+        if ok {
+            *lock(&self.quarantine) = None;
+            lock(&self.crash_loop).reset();
+            self.probe_succeeded.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Samples the control plane could not take yet go to the durable outbox.
+    fn keep_health(&self, samples: Vec<HealthSample>) {
+        for sample in samples {
+            if let Err(error) = self.chunk.outbox.push(OutboxItem::Health(sample)) {
+                warn!(%error, "health sample dropped");
+            }
+        }
+    }
+
+    async fn health_loop(self: Arc<Self>, stop: CancellationToken) {
+        let sampler = Arc::new(Mutex::new(HealthSampler::new(
+            self.config.cache.dir.clone(),
+            self.config.aerender.output_root.clone(),
+        )));
+        loop {
+            let sample = crate::health::sample_async(sampler.clone()).await;
+            // Bounded: a heartbeat carries at most this many; older ones go to the outbox.
+            let overflow: Vec<HealthSample> = {
+                let mut pending = lock(&self.health);
+                pending.push(sample);
+                let excess = pending.len().saturating_sub(500);
+                pending.drain(..excess).collect()
+            };
+            self.keep_health(overflow);
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_secs(self.config.health.interval_seconds)) => {}
+            }
+        }
+    }
+}
+
+fn cache_entry_to_pb(entry: &CacheEntryInfo) -> pb::CacheEntry {
+    pb::CacheEntry {
+        blake3_hex: entry.hash.to_hex(),
+        template_id: entry.template_id.map(|id| id.to_string()).unwrap_or_default(),
+        template_version: entry.template_version,
+        size_bytes: i64::try_from(entry.size_bytes).unwrap_or(i64::MAX),
+        hits: i64::try_from(entry.hits).unwrap_or(i64::MAX),
+        last_used_at: Some(prost_types::Timestamp {
+            seconds: entry.last_used_at.timestamp(),
+            nanos: i32::try_from(entry.last_used_at.timestamp_subsec_nanos()).unwrap_or(0),
+        }),
+    }
+}
+
+fn current_os() -> pb::OperatingSystem {
+    if cfg!(windows) {
+        pb::OperatingSystem::Windows
+    } else if cfg!(target_os = "macos") {
+        pb::OperatingSystem::Macos
+    } else {
+        pb::OperatingSystem::Linux
+    }
+}
+
+fn to_duration(value: &prost_types::Duration) -> Option<Duration> {
+    Some(Duration::new(
+        u64::try_from(value.seconds).ok()?,
+        u32::try_from(value.nanos).ok()?,
+    ))
+}
+
+fn read_credential(path: &Path) -> Option<Credential> {
+    let text = std::fs::read_to_string(path).ok()?;
+    match serde_json::from_str(&text) {
+        Ok(credential) => Some(credential),
+        Err(error) => {
+            warn!(%error, path = %path.display(), "ignoring an unreadable credential file; registering again");
+            None
+        }
+    }
+}
+
+fn write_credential(path: &Path, credential: &Credential) -> std::io::Result<()> {
+    let temp = path.with_extension("tmp");
+    std::fs::write(&temp, serde_json::to_vec_pretty(credential)?)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o600))?;
+    }
+    std::fs::rename(&temp, path)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Poisoning only means a panic elsewhere; the agent's state is still consistent.
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

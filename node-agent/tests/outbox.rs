@@ -1,0 +1,312 @@
+//! The durable outbox against a real folder: restart, ordering, bounds and damaged files.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::fs;
+use std::path::Path;
+
+use chrono::DateTime;
+
+use flatrender_node_agent::health::HealthSample;
+use flatrender_node_agent::outbox::{
+    ChunkCompletion, ChunkFailure, FrameOutputRecord, ItemId, Outbox, OutboxError, OutboxItem, OutboxLimits,
+};
+
+const ROOMY: OutboxLimits = OutboxLimits {
+    max_health_samples: 1000,
+    max_bytes: 10 * 1024 * 1024,
+};
+
+fn completion(frame_job_id: &str) -> OutboxItem {
+    OutboxItem::Completion(ChunkCompletion {
+        frame_job_id: frame_job_id.to_owned(),
+        lease_token: 7,
+        outputs: vec![FrameOutputRecord {
+            frame: 1,
+            path: "out/frame_00001.png".to_owned(),
+            size_bytes: 1234,
+            blake3_hex: "ab".repeat(32),
+        }],
+        render_seconds: 12.5,
+    })
+}
+
+fn failure(frame_job_id: &str) -> OutboxItem {
+    OutboxItem::Failure(ChunkFailure {
+        frame_job_id: frame_job_id.to_owned(),
+        lease_token: 9,
+        crash_class: 2,
+        error_class: "ae_runtime_error".to_owned(),
+        exit_code: Some(1),
+        log_tail: "aerender ERROR: something\n".to_owned(),
+        message: "render failed".to_owned(),
+        frames_written: vec![1, 2, 3],
+        recovery_action: 1,
+    })
+}
+
+fn health(uptime_seconds: u64) -> OutboxItem {
+    OutboxItem::Health(HealthSample {
+        recorded_at: DateTime::from_timestamp(1_700_000_000, 123_456_789).unwrap(),
+        cpu_percent: 12.5,
+        memory_used_bytes: 1 << 30,
+        memory_total_bytes: 1 << 34,
+        swap_used_bytes: 0,
+        swap_total_bytes: 1 << 31,
+        cache_disk_free_bytes: 1 << 36,
+        output_disk_free_bytes: 1 << 37,
+        num_ae_processes: 1,
+        ae_memory_bytes: 1 << 29,
+        load_average_1m: 0.5,
+        uptime_seconds,
+        aerender_running: true,
+    })
+}
+
+fn item_bytes(dir: &Path, item: OutboxItem) -> u64 {
+    let probe = Outbox::open(dir.to_path_buf(), ROOMY).unwrap();
+    let id = probe.push(item).unwrap();
+    let bytes = probe.bytes_pending();
+    probe.ack(id).unwrap();
+    bytes
+}
+
+fn file_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Items pushed before a restart are pending after it, and an acked item stays gone.
+#[test]
+fn items_survive_reopen_until_acked() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Outbox::open(dir.path().to_path_buf(), ROOMY).unwrap();
+    let completion_id = outbox.push(completion("fj-1")).unwrap();
+    let failure_id = outbox.push(failure("fj-2")).unwrap();
+    let health_id = outbox.push(health(1)).unwrap();
+    drop(outbox);
+
+    let reopened = Outbox::open(dir.path().to_path_buf(), ROOMY).unwrap();
+    assert_eq!(
+        reopened.pending(),
+        vec![
+            (completion_id, completion("fj-1")),
+            (failure_id, failure("fj-2")),
+            (health_id, health(1))
+        ]
+    );
+    assert_eq!(
+        (reopened.len(), reopened.results_pending(), reopened.health_pending()),
+        (3, 2, 1)
+    );
+    reopened.ack(failure_id).unwrap();
+    reopened.ack(failure_id).unwrap();
+    drop(reopened);
+
+    let after_ack = Outbox::open(dir.path().to_path_buf(), ROOMY).unwrap();
+    let pending_ids: Vec<ItemId> = after_ack.pending().into_iter().map(|(id, _)| id).collect();
+    assert_eq!(pending_ids, vec![completion_id, health_id]);
+    let new_id = after_ack.push(completion("fj-3")).unwrap();
+    assert!(new_id > health_id, "ids keep growing after a restart");
+}
+
+/// Pending items come back in the order they were pushed, across kinds.
+#[test]
+fn pending_is_first_in_first_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Outbox::open(dir.path().to_path_buf(), ROOMY).unwrap();
+    let pushed_ids: Vec<ItemId> = (0..20)
+        .map(|index| {
+            let item = match index % 3 {
+                0 => completion(&format!("fj-{index}")),
+                1 => failure(&format!("fj-{index}")),
+                _ => health(index),
+            };
+            outbox.push(item).unwrap()
+        })
+        .collect();
+    let pending_ids: Vec<ItemId> = outbox.pending().into_iter().map(|(id, _)| id).collect();
+    assert_eq!(pending_ids, pushed_ids);
+    let result_ids: Vec<ItemId> = outbox.pending_results().into_iter().map(|(id, _)| id).collect();
+    assert!(result_ids.windows(2).all(|pair| pair[0] < pair[1]));
+    assert_eq!(result_ids.len(), 14);
+    drop(outbox);
+    let reopened = Outbox::open(dir.path().to_path_buf(), ROOMY).unwrap();
+    let reopened_ids: Vec<ItemId> = reopened.pending().into_iter().map(|(id, _)| id).collect();
+    assert_eq!(reopened_ids, pushed_ids);
+}
+
+/// Over the sample limit, the oldest health samples go first and results stay.
+#[test]
+fn oldest_health_samples_are_dropped_over_the_sample_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = OutboxLimits {
+        max_health_samples: 3,
+        max_bytes: 10 * 1024 * 1024,
+    };
+    let outbox = Outbox::open(dir.path().to_path_buf(), limits).unwrap();
+    outbox.push(completion("fj-1")).unwrap();
+    for uptime_seconds in 1..=5 {
+        outbox.push(health(uptime_seconds)).unwrap();
+    }
+    let uptimes: Vec<u64> = outbox
+        .pending_health(usize::MAX)
+        .into_iter()
+        .map(|(_, sample)| sample.uptime_seconds)
+        .collect();
+    assert_eq!(uptimes, vec![3, 4, 5]);
+    assert_eq!(outbox.results_pending(), 1);
+    assert_eq!(outbox.health_dropped_total(), 2);
+    assert_eq!(file_names(dir.path()).len(), 4, "dropped samples are deleted from disk");
+}
+
+/// Over the byte budget, health samples make room for results, oldest first.
+#[test]
+fn health_samples_make_room_for_results_under_the_byte_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let health_bytes = item_bytes(dir.path(), health(1));
+    let completion_bytes = item_bytes(dir.path(), completion("fj-1"));
+    let limits = OutboxLimits {
+        max_health_samples: 100,
+        max_bytes: 4 * health_bytes,
+    };
+    let outbox = Outbox::open(dir.path().to_path_buf(), limits).unwrap();
+    for uptime_seconds in 1..=4 {
+        outbox.push(health(uptime_seconds)).unwrap();
+    }
+    assert_eq!(outbox.health_pending(), 4);
+    outbox.push(completion("fj-1")).unwrap();
+    let num_dropped = completion_bytes.div_ceil(health_bytes);
+    let expected_uptimes: Vec<u64> = (1 + num_dropped..=4).collect();
+    let uptimes: Vec<u64> = outbox
+        .pending_health(usize::MAX)
+        .into_iter()
+        .map(|(_, sample)| sample.uptime_seconds)
+        .collect();
+    assert_eq!(uptimes, expected_uptimes);
+    assert!(outbox.bytes_pending() <= limits.max_bytes);
+    assert_eq!(outbox.results_pending(), 1);
+}
+
+/// When results alone fill the byte budget, a further result is refused, never dropped, and
+/// health samples no longer fit.
+#[test]
+fn results_are_refused_when_results_exhaust_the_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let completion_bytes = item_bytes(dir.path(), completion("fj-1"));
+    let limits = OutboxLimits {
+        max_health_samples: 100,
+        max_bytes: 2 * completion_bytes + completion_bytes / 2,
+    };
+    let outbox = Outbox::open(dir.path().to_path_buf(), limits).unwrap();
+    outbox.push(health(1)).unwrap();
+    let first_id = outbox.push(completion("fj-1")).unwrap();
+    let second_id = outbox.push(completion("fj-2")).unwrap();
+    assert_eq!(outbox.health_pending(), 0, "the health sample made room");
+
+    assert!(outbox.results_full(), "no room for another result of this size");
+    let refused = outbox.push(completion("fj-3"));
+    assert!(matches!(refused, Err(OutboxError::Full { .. })), "{refused:?}");
+    outbox.push(health(2)).unwrap();
+    assert_eq!(outbox.health_pending(), 0, "no room for health either");
+    let pending_ids: Vec<ItemId> = outbox.pending().into_iter().map(|(id, _)| id).collect();
+    assert_eq!(pending_ids, vec![first_id, second_id]);
+
+    outbox.ack(first_id).unwrap();
+    assert!(!outbox.results_full());
+    outbox.push(completion("fj-3")).unwrap();
+    assert_eq!(outbox.results_pending(), 2);
+}
+
+/// A truncated item file and a leftover temporary file are skipped on reopen, not fatal.
+#[test]
+fn corrupt_and_unfinished_files_are_skipped_on_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Outbox::open(dir.path().to_path_buf(), ROOMY).unwrap();
+    let good_id = outbox.push(completion("fj-1")).unwrap();
+    let damaged_id = outbox.push(failure("fj-2")).unwrap();
+    drop(outbox);
+
+    let damaged_path = dir.path().join(format!("{damaged_id}.failure.json"));
+    let damaged_contents = fs::read(&damaged_path).unwrap();
+    fs::write(&damaged_path, &damaged_contents[..damaged_contents.len() / 2]).unwrap();
+    fs::write(
+        dir.path().join("00000000000000000099.completion.json.tmp"),
+        b"{\"format_ver",
+    )
+    .unwrap();
+    fs::write(dir.path().join("00000000000000000050.health.json"), b"").unwrap();
+    fs::write(
+        dir.path().join("00000000000000000051.health.json"),
+        b"\xff\xfe not json",
+    )
+    .unwrap();
+
+    let reopened = Outbox::open(dir.path().to_path_buf(), ROOMY).unwrap();
+    let pending_ids: Vec<ItemId> = reopened.pending().into_iter().map(|(id, _)| id).collect();
+    assert_eq!(pending_ids, vec![good_id]);
+    let names = file_names(dir.path());
+    assert!(!names.iter().any(|name| name.ends_with(".tmp")), "{names:?}");
+    assert_eq!(
+        names.iter().filter(|name| name.ends_with(".corrupt")).count(),
+        3,
+        "{names:?}"
+    );
+    let new_id = reopened.push(completion("fj-3")).unwrap();
+    assert!(new_id.get() > 99, "new ids never reuse a damaged file's id");
+    drop(reopened);
+    let reopened_again = Outbox::open(dir.path().to_path_buf(), ROOMY).unwrap();
+    assert_eq!(reopened_again.len(), 2);
+}
+
+/// Pushes from many tasks at once all land, with distinct ids, and survive a reopen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_pushes_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Outbox::open(dir.path().to_path_buf(), ROOMY).unwrap();
+    let mut tasks = Vec::new();
+    for task_index in 0..8 {
+        let task_outbox = outbox.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for item_index in 0..10 {
+                let item = completion(&format!("fj-{task_index}-{item_index}"));
+                ids.push(task_outbox.push_async(item).await.unwrap());
+            }
+            ids
+        }));
+    }
+    let mut all_ids = Vec::new();
+    for task in tasks {
+        all_ids.extend(task.await.unwrap());
+    }
+    all_ids.sort();
+    all_ids.dedup();
+    assert_eq!(all_ids.len(), 80);
+    assert_eq!(outbox.len(), 80);
+    drop(outbox);
+    let reopened = Outbox::open(dir.path().to_path_buf(), ROOMY).unwrap();
+    assert_eq!(reopened.results_pending(), 80);
+    for (id, _) in reopened.pending() {
+        reopened.ack_async(id).await.unwrap();
+    }
+    assert!(reopened.is_empty());
+}
+
+/// Items convert to the wire requests the agent sends and back.
+#[test]
+fn records_round_trip_through_the_wire_types() {
+    let OutboxItem::Completion(chunk_completion) = completion("fj-1") else {
+        unreachable!()
+    };
+    assert_eq!(ChunkCompletion::from(chunk_completion.to_pb()), chunk_completion);
+    let OutboxItem::Failure(chunk_failure) = failure("fj-2") else {
+        unreachable!()
+    };
+    let wire_failure = chunk_failure.to_pb();
+    assert_eq!(wire_failure.exit_code, Some(1));
+    assert_eq!(ChunkFailure::from(wire_failure), chunk_failure);
+}

@@ -1,0 +1,127 @@
+//! Ops-facing behaviour: drain, quarantine, health and cache inventory reaching the database.
+
+use std::time::Duration;
+
+use flatrender_e2e::{Farm, authed, wait_until};
+use flatrender_proto::pb::{self, admin_service_client::AdminServiceClient};
+use tonic::transport::Channel;
+
+use crate::fake_aerender;
+
+async fn admin(farm: &Farm) -> AdminServiceClient<Channel> {
+    AdminServiceClient::new(
+        Channel::from_shared(farm.endpoint.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap(),
+    )
+}
+
+async fn node_id(farm: &Farm, name: &str) -> String {
+    sqlx::query_scalar::<_, uuid::Uuid>("SELECT id FROM render.nodes WHERE name = $1")
+        .bind(name)
+        .fetch_one(farm.db.pool())
+        .await
+        .unwrap()
+        .to_string()
+}
+
+/// Drain lets the running chunk finish and takes no more; the node ends drained.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_finishes_the_running_chunk_and_takes_no_more() {
+    let farm = Farm::start(&[]).await;
+    let job = farm.submit("drain", "Main", 40, 0, 19).await;
+    let _agent = farm.agent("node-a", &fake_aerender(), &[("FAKE_AERENDER_FRAME_MS", "300")]);
+    let leased = wait_until(Duration::from_secs(20), || async {
+        farm.count("SELECT count(*) FROM render.frame_jobs WHERE state = 'leased'")
+            .await
+            == 1
+    })
+    .await;
+    assert!(leased);
+    let id = node_id(&farm, "node-a").await;
+    admin(&farm)
+        .await
+        .drain_node(authed(
+            pb::DrainNodeRequest {
+                node_id: id,
+                deadline: None,
+            },
+            &farm.admin_token,
+        ))
+        .await
+        .unwrap();
+    let drained = wait_until(Duration::from_secs(30), || async {
+        farm.count("SELECT count(*) FROM render.nodes WHERE state = 'drained'")
+            .await
+            == 1
+    })
+    .await;
+    assert!(drained, "the node drains once its chunk is done");
+    assert_eq!(
+        farm.count("SELECT count(*) FROM render.frame_jobs WHERE state = 'completed'")
+            .await,
+        1
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        farm.count("SELECT count(*) FROM render.frame_jobs WHERE state = 'pending'")
+            .await,
+        3,
+        "no more work taken"
+    );
+    assert_eq!(farm.job(&job.id).await.status(), pb::JobStatus::Rendering);
+}
+
+/// Repeated crashes quarantine the node; ops bring it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_crashes_quarantine_the_node() {
+    let farm = Farm::start(&[]).await;
+    for index in 0..3 {
+        farm.submit(&format!("crashy{index}"), "Main", 40, 0, 4).await;
+    }
+    let agent = farm.agent(
+        "node-crashy",
+        &fake_aerender(),
+        &[
+            ("FAKE_AERENDER_MODE", "crash"),
+            ("FLATRENDER_AGENT_RECOVERY__PROBE_INTERVAL_SECONDS", "3600"),
+        ],
+    );
+    let quarantined = wait_until(Duration::from_secs(60), || async {
+        farm.count("SELECT count(*) FROM render.nodes WHERE state = 'quarantined'")
+            .await
+            == 1
+    })
+    .await;
+    assert!(quarantined, "{}", agent.log_text());
+    assert!(
+        farm.count("SELECT count(*) FROM render.node_crashes WHERE crash_class = 'crash'")
+            .await
+            >= 3
+    );
+    let id = node_id(&farm, "node-crashy").await;
+    admin(&farm)
+        .await
+        .enable_node(authed(pb::EnableNodeRequest { node_id: id }, &farm.admin_token))
+        .await
+        .unwrap();
+    assert_eq!(
+        farm.count("SELECT count(*) FROM render.nodes WHERE state = 'online'")
+            .await,
+        1
+    );
+}
+
+/// Health samples from the agent land in the partitioned health table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_health_reaches_the_database() {
+    let farm = Farm::start(&[]).await;
+    let _agent = farm.agent("node-a", &fake_aerender(), &[]);
+    let stored = wait_until(Duration::from_secs(30), || async {
+        farm.count("SELECT count(*) FROM render.node_health_logs").await >= 2
+    })
+    .await;
+    assert!(stored);
+}

@@ -1,0 +1,101 @@
+//! Happy paths and resilience: two agents share a job; an agent killed mid-chunk; the control
+//! plane going away and coming back.
+
+use std::time::Duration;
+
+use flatrender_e2e::{Farm, kill_leftovers, leftover_processes, wait_until};
+use flatrender_proto::pb;
+
+use crate::fake_aerender;
+
+/// Two agents render one job to completion, both taking chunks, every frame on disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_agents_render_a_job_to_completion() {
+    let farm = Farm::start(&[]).await;
+    let job = farm.submit("promo", "Main", 40, 0, 19).await;
+    let first = farm.agent("node-a", &fake_aerender(), &[("FAKE_AERENDER_FRAME_MS", "60")]);
+    let second = farm.agent("node-b", &fake_aerender(), &[("FAKE_AERENDER_FRAME_MS", "60")]);
+    let done = farm.wait_terminal(&job.id, Duration::from_secs(60)).await;
+    assert_eq!(done.status(), pb::JobStatus::Completed, "{done:?}");
+    assert_eq!(done.progress.unwrap().frames_done, 20);
+    let nodes = farm
+        .count("SELECT count(DISTINCT lease_node_id) FROM render.frame_jobs WHERE state = 'completed'")
+        .await;
+    assert_eq!(nodes, 2, "both agents rendered chunks");
+    let frames = std::fs::read_dir(farm.dir.path().join("renders").join(&job.id))
+        .unwrap()
+        .count();
+    assert_eq!(frames, 20);
+    let cached = wait_until(Duration::from_secs(10), || async {
+        farm.count("SELECT count(*) FROM render.node_template_cache").await == 2
+    })
+    .await;
+    assert!(cached, "each agent reported the template in its cache");
+    assert!(
+        leftover_processes(&first).is_empty() && leftover_processes(&second).is_empty(),
+        "no aerender tree left"
+    );
+}
+
+/// An agent killed with SIGKILL mid-chunk: its chunk is requeued and another agent finishes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_agents_chunk_is_finished_by_another() {
+    let farm = Farm::start(&[]).await;
+    let job = farm.submit("kill", "Main", 40, 0, 9).await;
+    let mut doomed = farm.agent("node-doomed", &fake_aerender(), &[("FAKE_AERENDER_FRAME_MS", "400")]);
+    let leased = wait_until(Duration::from_secs(20), || async {
+        farm.count("SELECT count(*) FROM render.frame_jobs WHERE state = 'leased'")
+            .await
+            > 0
+    })
+    .await;
+    assert!(leased);
+    doomed.kill();
+    // What a dead machine would have taken down with it.
+    kill_leftovers(&doomed);
+    let _rescuer = farm.agent("node-rescuer", &fake_aerender(), &[]);
+    let done = farm.wait_terminal(&job.id, Duration::from_secs(60)).await;
+    assert_eq!(done.status(), pb::JobStatus::Completed, "{done:?}");
+    let lost = farm
+        .count("SELECT count(*) FROM render.node_crashes WHERE crash_class = 'agent_lost'")
+        .await;
+    assert!(lost >= 1, "the lost lease is recorded");
+}
+
+/// The control plane goes down while a chunk renders: the result waits in the outbox and is
+/// delivered once when the control plane is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_survive_a_control_plane_outage() {
+    let mut farm = Farm::start(&[]).await;
+    let job = farm.submit("outage", "Main", 40, 0, 4).await;
+    let agent = farm.agent("node-a", &fake_aerender(), &[("FAKE_AERENDER_FRAME_MS", "300")]);
+    let leased = wait_until(Duration::from_secs(20), || async {
+        farm.count("SELECT count(*) FROM render.frame_jobs WHERE state = 'leased'")
+            .await
+            > 0
+    })
+    .await;
+    assert!(leased);
+    farm.kill_control_plane();
+    let queued = wait_until(Duration::from_secs(20), || async {
+        agent.log_text().contains("control plane unreachable") || agent.log_text().contains("heartbeat failed")
+    })
+    .await;
+    assert!(queued, "the agent noticed the outage");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    farm.start_control_plane().await;
+    let done = farm.wait_terminal(&job.id, Duration::from_secs(40)).await;
+    assert_eq!(
+        done.status(),
+        pb::JobStatus::Completed,
+        "{done:?}\n{}",
+        agent.log_text()
+    );
+    assert_eq!(
+        farm.count("SELECT count(*) FROM render.frame_jobs WHERE state = 'completed'")
+            .await,
+        2,
+        "every chunk once"
+    );
+    assert!(agent.log_text().contains("completion delivered"));
+}
