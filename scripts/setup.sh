@@ -39,6 +39,8 @@ have_pg_server() {
 
 missing=()
 have_pg_server || missing+=(postgresql-15)
+# The node agent is cross-built for Windows (scripts/check-platforms.sh).
+command -v x86_64-w64-mingw32-gcc >/dev/null || missing+=(gcc-mingw-w64-x86-64)
 command -v psql >/dev/null || missing+=(postgresql-client-15)
 command -v cc >/dev/null || missing+=(build-essential)
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -53,5 +55,8 @@ fi
 
 command -v cargo >/dev/null || { log "cargo not found: install Rust from https://rustup.rs"; exit 1; }
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
+for target in x86_64-pc-windows-gnu aarch64-apple-darwin; do
+  rustup target list --installed 2>/dev/null | grep -qx "$target" || rustup target add "$target"
+done
 
 log "ok"

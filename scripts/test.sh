@@ -12,6 +12,7 @@ echo "== cargo clippy" >&2
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo build" >&2
 cargo build --workspace --bins --locked
+scripts/check-platforms.sh
 
 # A throwaway cluster in a folder the unprivileged postgres user can reach when we are root.
 pg_dir=$(mktemp -d "${TMPDIR:-/tmp}/flatrender-test-pg.XXXXXX")
