@@ -367,3 +367,33 @@ async fn reqwest_free_get(address: std::net::SocketAddr, path: &str) -> String {
     stream.read_to_string(&mut body).await.unwrap();
     body
 }
+
+/// Standard gRPC health checking answers SERVING for every service, without a token, so load
+/// balancers and grpcurl-style tools work.
+#[tokio::test]
+async fn grpc_health_checking_reports_serving() {
+    let farm = Farm::start().await;
+    let channel = Farm::channel_to(farm.grpc).await;
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    for service in [
+        "",
+        "flatrender.render.v1.RenderService",
+        "flatrender.render.v1.NodeService",
+        "flatrender.render.v1.AdminService",
+    ] {
+        let response = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            response.status(),
+            tonic_health::pb::health_check_response::ServingStatus::Serving,
+            "{service}"
+        );
+    }
+    let ready = reqwest_free_get(farm.http, "/readyz").await;
+    assert!(ready.starts_with("HTTP/1.1 200") && ready.ends_with("ready"), "{ready}");
+}
