@@ -73,6 +73,28 @@ pub(crate) fn bounded_text(value: &str, field: &str, max: usize) -> Result<Strin
     Ok(value.trim().to_owned())
 }
 
+/// Node tags (on nodes and in job requirements): at most 32, each 1..64 of letters, digits,
+/// `_`, `-`, `.`.
+pub(crate) fn validate_tags(tags: &[String], field: &str) -> Result<(), FieldError> {
+    if tags.len() > 32 {
+        return Err(FieldError::new(field, "at most 32 tags"));
+    }
+    for (index, tag) in tags.iter().enumerate() {
+        let valid = !tag.is_empty()
+            && tag.len() <= 64
+            && tag
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if !valid {
+            return Err(FieldError::new(
+                format!("{field}[{index}]"),
+                "must be 1..64 of letters, digits, '_', '-', '.'",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Page size: 0 means `default`, otherwise 1..=`max`.
 pub(crate) fn page_size(requested: i32, default: i64, max: i64) -> Result<i64, FieldError> {
     match i64::from(requested) {

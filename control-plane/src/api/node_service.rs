@@ -15,7 +15,7 @@ use flatrender_proto::{
 use tonic::{Request, Response, Status};
 use tracing::{info, instrument, warn};
 
-use super::{AppState, bounded_text, convert};
+use super::{AppState, bounded_text, convert, validate_tags};
 use crate::{
     auth,
     db::{
@@ -81,22 +81,7 @@ fn validate_registration(request: &pb::RegisterNodeRequest) -> Result<NodeRegist
     if request.memory_bytes < 0 {
         return Err(FieldError::new("memory_bytes", "must be >= 0"));
     }
-    if request.tags.len() > 32 {
-        return Err(FieldError::new("tags", "at most 32 tags"));
-    }
-    for (index, tag) in request.tags.iter().enumerate() {
-        if tag.is_empty()
-            || tag.len() > 64
-            || !tag
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-        {
-            return Err(FieldError::new(
-                format!("tags[{index}]"),
-                "must be 1..64 of letters, digits, '_', '-', '.'",
-            ));
-        }
-    }
+    validate_tags(&request.tags, "tags")?;
     let max_leases = match request.max_leases {
         0 => 1,
         value @ 1..=64 => value,

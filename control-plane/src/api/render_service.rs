@@ -17,7 +17,7 @@ use tonic::{Request, Response, Status};
 use tracing::instrument;
 use uuid::Uuid;
 
-use super::{AppState, bounded_text, convert, page_size};
+use super::{AppState, bounded_text, convert, page_size, validate_tags};
 use crate::{
     auth::{Principal, TenantScope},
     db::jobs::JobFilter,
@@ -197,22 +197,7 @@ fn validate_requirements(requirements: Option<&pb::NodeRequirements>) -> Result<
             ));
         }
     };
-    if requirements.tags.len() > 32 {
-        return Err(FieldError::new("requirements.tags", "at most 32 tags"));
-    }
-    for (index, tag) in requirements.tags.iter().enumerate() {
-        if tag.is_empty()
-            || tag.len() > 64
-            || !tag
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-        {
-            return Err(FieldError::new(
-                format!("requirements.tags[{index}]"),
-                "must be 1..64 of letters, digits, '_', '-', '.'",
-            ));
-        }
-    }
+    validate_tags(&requirements.tags, "requirements.tags")?;
     Ok(Requirements {
         os,
         ae_version,

@@ -215,8 +215,8 @@ pub(crate) async fn lock(connection: &mut PgConnection, id: JobId) -> Result<Opt
         .transpose()
 }
 
-/// Marks a job cancelled and its unfinished chunks cancelled (leases die with them).
-pub(crate) async fn cancel(connection: &mut PgConnection, id: JobId) -> Result<(), DbError> {
+/// Cancels a job's pending and leased chunks (their leases stop renewing, late reports are stale).
+async fn cancel_unfinished_chunks(connection: &mut PgConnection, id: JobId) -> Result<(), DbError> {
     sqlx::query(
         "UPDATE render.frame_jobs SET state = 'cancelled', lease_expires_at = NULL, updated_at = now()
          WHERE job_id = $1 AND state IN ('pending', 'leased')",
@@ -224,6 +224,12 @@ pub(crate) async fn cancel(connection: &mut PgConnection, id: JobId) -> Result<(
     .bind(id.as_uuid())
     .execute(&mut *connection)
     .await?;
+    Ok(())
+}
+
+/// Marks a job cancelled and its unfinished chunks cancelled (leases die with them).
+pub(crate) async fn cancel(connection: &mut PgConnection, id: JobId) -> Result<(), DbError> {
+    cancel_unfinished_chunks(connection, id).await?;
     sqlx::query(
         "UPDATE render.render_jobs SET status = 'cancelled', finished_at = now(), updated_at = now()
          WHERE id = $1 AND status NOT IN ('completed', 'failed', 'cancelled')",
@@ -236,13 +242,7 @@ pub(crate) async fn cancel(connection: &mut PgConnection, id: JobId) -> Result<(
 
 /// Fails a job with a reason; its other unfinished chunks are cancelled.
 pub(crate) async fn fail(connection: &mut PgConnection, id: JobId, reason: &str) -> Result<(), DbError> {
-    sqlx::query(
-        "UPDATE render.frame_jobs SET state = 'cancelled', lease_expires_at = NULL, updated_at = now()
-         WHERE job_id = $1 AND state IN ('pending', 'leased')",
-    )
-    .bind(id.as_uuid())
-    .execute(&mut *connection)
-    .await?;
+    cancel_unfinished_chunks(connection, id).await?;
     sqlx::query(
         "UPDATE render.render_jobs SET status = 'failed', failure_reason = $2, finished_at = now(), updated_at = now()
          WHERE id = $1 AND status NOT IN ('completed', 'failed', 'cancelled')",
