@@ -7,12 +7,15 @@ use std::{
     path::{Path, PathBuf},
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU32, Ordering},
     },
     time::Duration,
 };
 
-use flatrender_proto::{pb, types::NodeState};
+use flatrender_proto::{
+    pb,
+    types::{CrashClass, NodeState},
+};
 use serde::{Deserialize, Serialize};
 use tokio::{sync::Notify, task::JoinSet, time::Instant};
 use tokio_util::sync::CancellationToken;
@@ -64,6 +67,7 @@ pub struct Agent {
     lease_ttl: Mutex<Duration>,
     chunk_finished: Notify,
     health: Mutex<Vec<HealthSample>>,
+    cache_errors: AtomicU32,
 }
 
 impl Agent {
@@ -129,6 +133,7 @@ impl Agent {
             lease_ttl: Mutex::new(Duration::from_secs(60)),
             chunk_finished: Notify::new(),
             health: Mutex::new(Vec::new()),
+            cache_errors: AtomicU32::new(0),
         });
         agent.ensure_registered().await?;
         Ok(agent)
@@ -294,6 +299,18 @@ impl Agent {
     }
 
     fn after_chunk(&self, outcome: &ChunkOutcome) {
+        let cache_error =
+            matches!(outcome, ChunkOutcome::Failed(failure) if failure.crash_class == CrashClass::CacheError);
+        let repeated_cache_errors = if cache_error {
+            self.cache_errors.fetch_add(1, Ordering::Relaxed) + 1
+        } else {
+            self.cache_errors.store(0, Ordering::Relaxed);
+            0
+        };
+        if repeated_cache_errors >= 2 {
+            self.cache_errors.store(0, Ordering::Relaxed);
+            clear_disk_cache(&self.config.aerender.disk_cache_dir);
+        }
         match outcome {
             ChunkOutcome::Completed => lock(&self.crash_loop).reset(),
             ChunkOutcome::Failed(failure) => {
@@ -483,6 +500,32 @@ impl Agent {
     }
 }
 
+/// Empties After Effects' disk cache folder (its contents, not the folder): the last step of the
+/// recovery ladder after repeated cache errors. A no-op when no folder is configured.
+fn clear_disk_cache(dir: &Path) {
+    if dir.as_os_str().is_empty() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        warn!(dir = %dir.display(), "AE disk cache folder not readable; not cleared");
+        return;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let result = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        match result {
+            Ok(()) => removed += 1,
+            Err(error) => warn!(path = %path.display(), %error, "could not remove from the AE disk cache"),
+        }
+    }
+    info!(dir = %dir.display(), removed, "cleared After Effects' disk cache after repeated cache errors");
+}
+
 fn cache_entry_to_pb(entry: &CacheEntryInfo) -> pb::CacheEntry {
     pb::CacheEntry {
         blake3_hex: entry.hash.to_hex(),
@@ -539,4 +582,29 @@ fn write_credential(path: &Path, credential: &Credential) -> std::io::Result<()>
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // Poisoning only means a panic elsewhere; the agent's state is still consistent.
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Clearing the disk cache empties the folder but keeps it; no folder configured is a no-op.
+    #[test]
+    fn disk_cache_is_emptied_not_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.cache"), b"x").unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub").join("b"), b"y").unwrap();
+        clear_disk_cache(dir.path());
+        assert!(dir.path().exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        clear_disk_cache(Path::new(""));
+    }
+
+    /// The process tag prefix names the node, so agents sharing a machine never sweep each other.
+    #[test]
+    fn tag_prefixes_are_per_node() {
+        assert_eq!(process_tag_prefix("node-a"), "flatrender/node-a/");
+        assert!(!format!("{}x", process_tag_prefix("node-a-2")).starts_with(&process_tag_prefix("node-a")));
+    }
 }

@@ -125,3 +125,45 @@ async fn agent_health_reaches_the_database() {
     .await;
     assert!(stored);
 }
+
+/// An agent told to stop hands its running chunk back when the grace period ends: the chunk is
+/// pending again without losing an attempt, no crash is recorded, and nothing is left running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_stop_hands_the_running_chunk_back() {
+    let farm = Farm::start(&[]).await;
+    farm.submit("handback", "Main", 40, 0, 9).await;
+    let mut agent = farm.agent(
+        "node-stopping",
+        &fake_aerender(),
+        &[
+            ("FAKE_AERENDER_FRAME_MS", "1000"),
+            ("FLATRENDER_AGENT_NODE__SHUTDOWN_GRACE_SECONDS", "1"),
+        ],
+    );
+    let leased = wait_until(Duration::from_secs(20), || async {
+        farm.count("SELECT count(*) FROM render.frame_jobs WHERE state = 'leased'")
+            .await
+            == 1
+    })
+    .await;
+    assert!(leased);
+    assert!(
+        agent.stop(Duration::from_secs(20)).await,
+        "the agent exits by itself after SIGTERM\n{}",
+        agent.log_text()
+    );
+    assert_eq!(
+        farm.count("SELECT count(*) FROM render.frame_jobs WHERE state = 'leased'")
+            .await,
+        0,
+        "{}",
+        agent.log_text()
+    );
+    assert_eq!(
+        farm.count("SELECT count(*) FROM render.frame_jobs WHERE state = 'pending' AND attempt = 0")
+            .await,
+        2
+    );
+    assert_eq!(farm.count("SELECT count(*) FROM render.node_crashes").await, 0);
+    assert!(flatrender_e2e::leftover_processes(&agent).is_empty());
+}
