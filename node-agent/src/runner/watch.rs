@@ -32,6 +32,8 @@ pub struct RunRecord {
     pub time_to_first_frame: Option<Duration>,
     /// Processes still alive after the kill (should be none).
     pub survivors: Vec<u32>,
+    /// Everything aerender printed, as bytes (stdout and stderr interleaved).
+    pub raw_log: Vec<u8>,
 }
 
 /// Callback for progress: the frames (comp numbers) known written so far.
@@ -136,6 +138,7 @@ pub async fn supervise(
     };
     // Kill the tree in every case: AE children may outlive a clean aerender exit.
     let report = process.kill_tree(Duration::from_secs(budgets.kill_grace_seconds)).await;
+    let (raw_log, _) = process.raw_log();
     if !report.survivors.is_empty() {
         warn!(survivors = ?report.survivors, "processes survived the kill");
     }
@@ -147,6 +150,7 @@ pub async fn supervise(
         log_tail: tail.into_iter().collect::<Vec<_>>().join("\n"),
         time_to_first_frame: first_frame.map(|at| at.duration_since(started)),
         survivors: report.survivors,
+        raw_log,
     }
 }
 

@@ -13,7 +13,16 @@ use crate::fake_aerender;
 async fn two_agents_render_a_job_to_completion() {
     let farm = Farm::start(&[]).await;
     let job = farm.submit("promo", "Main", 40, 0, 19).await;
-    let first = farm.agent("node-a", &fake_aerender(), &[("FAKE_AERENDER_FRAME_MS", "60")]);
+    // The first agent lists a dead endpoint first: it fails over to the live one.
+    let endpoints = format!("http://127.0.0.1:9,{}", farm.endpoint);
+    let first = farm.agent(
+        "node-a",
+        &fake_aerender(),
+        &[
+            ("FAKE_AERENDER_FRAME_MS", "60"),
+            ("FLATRENDER_AGENT_CONTROL_PLANE__ENDPOINTS", endpoints.as_str()),
+        ],
+    );
     let second = farm.agent("node-b", &fake_aerender(), &[("FAKE_AERENDER_FRAME_MS", "60")]);
     let done = farm.wait_terminal(&job.id, Duration::from_secs(60)).await;
     assert_eq!(done.status(), pb::JobStatus::Completed, "{done:?}");
@@ -31,6 +40,11 @@ async fn two_agents_render_a_job_to_completion() {
     })
     .await;
     assert!(cached, "each agent reported the template in its cache");
+    let logs = std::fs::read_dir(first.state_dir.join("render-logs").join(&job.id))
+        .unwrap()
+        .count()
+        + std::fs::read_dir(second.state_dir.join("render-logs").join(&job.id)).map_or(0, |dir| dir.count());
+    assert!(logs >= 2, "aerender's raw output is kept per run");
     assert!(
         leftover_processes(&first).is_empty() && leftover_processes(&second).is_empty(),
         "no aerender tree left"
