@@ -16,7 +16,7 @@ use axum::http::StatusCode;
 use flatrender_node_agent::cache::{CacheError, TemplateCache};
 use flatrender_proto::types::ContentHash;
 
-use support::{TestServer, config, project_bytes, temp_names, wait_until_gone, zip_of};
+use support::{TestServer, assert_no_temp_names, config, project_bytes, wait_until_gone, zip_of};
 
 /// A plain project is downloaded, verified, installed under its hash and served as a hit next time.
 #[tokio::test]
@@ -40,7 +40,7 @@ async fn plain_project_is_downloaded_verified_and_installed() {
     assert_eq!(stats.bytes_used, 10_000);
     assert_eq!(server.state.requests(), 1);
     assert!(cache.verify(&spec.hash).await.unwrap());
-    assert!(temp_names(dir.path()).is_empty());
+    assert_no_temp_names(dir.path()).await;
     let inventory = cache.inventory();
     assert_eq!(inventory.len(), 1);
     assert_eq!(inventory[0].template_id, spec.template_id);
@@ -98,7 +98,7 @@ async fn corrupted_download_is_refetched_then_rejected_if_persistent() {
     assert_eq!(server.state.requests(), 4, "one refetch, then give up");
     assert_eq!(cache.stats().hash_mismatches, 3);
     assert!(!cache.contains(&other.hash));
-    assert!(temp_names(dir.path()).is_empty());
+    assert_no_temp_names(dir.path()).await;
 }
 
 /// A body longer than the declared size is cut short and reported as a size mismatch.
@@ -307,7 +307,7 @@ async fn reopen_rebuilds_index_removes_leftovers_and_applies_budget() {
     std::fs::write(&third_project, b"RIFX-corrupt").unwrap();
 
     let cache = TemplateCache::open(config(dir.path(), 150)).await.unwrap();
-    assert!(temp_names(dir.path()).is_empty());
+    assert_no_temp_names(dir.path()).await;
     let inventory = cache.inventory();
     assert_eq!(inventory.len(), 1, "corrupt entry dropped, then the budget leaves one");
     assert_eq!(inventory[0].hash, first.hash, "the most recently used entry survives");
@@ -369,7 +369,7 @@ async fn zip_bundle_is_extracted_and_project_found() {
     assert_eq!(std::fs::read(footage).unwrap(), b"movie bytes");
     assert_eq!(cache.stats().bytes_used, project.len() as u64 + 11);
     assert!(cache.verify(&spec.hash).await.unwrap());
-    assert!(temp_names(dir.path()).is_empty());
+    assert_no_temp_names(dir.path()).await;
 }
 
 /// In a bundle with several `.aep` files the root `project.aep` is used; without it the bundle is refused.
@@ -392,7 +392,7 @@ async fn zip_bundle_with_several_projects_needs_root_project_aep() {
         "{error:?}"
     );
     assert!(!cache.contains(&without_root.hash));
-    assert!(temp_names(dir.path()).is_empty());
+    assert_no_temp_names(dir.path()).await;
 }
 
 /// A zip with a `../evil` entry is refused and nothing is written outside the cache.
@@ -419,7 +419,7 @@ async fn zip_with_path_traversal_is_refused() {
     assert!(!root.path().join("evil").exists());
     assert!(!cache.contains(&spec.hash));
     assert!(!dir.join(spec.hash.to_hex()).exists());
-    assert!(temp_names(&dir).is_empty());
+    assert_no_temp_names(&dir).await;
 }
 
 /// Transient 503 answers are retried with backoff until the download succeeds.

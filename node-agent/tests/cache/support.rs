@@ -199,6 +199,18 @@ pub fn temp_names(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Asserts that no temporary name is left once background work (index writes, deletions of
+/// evicted folders) has settled: polls for up to 5 s instead of racing it.
+pub async fn assert_no_temp_names(dir: &Path) {
+    for _ in 0..100 {
+        if temp_names(dir).is_empty() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("temporary files left in {}: {:?}", dir.display(), temp_names(dir));
+}
+
 /// Waits (briefly) until the background deletion of evicted folders has happened.
 pub async fn wait_until_gone(path: &Path) {
     for _ in 0..100 {

@@ -80,7 +80,13 @@ async fn killed_agents_chunk_is_finished_by_another() {
 /// delivered once when the control plane is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn results_survive_a_control_plane_outage() {
-    let mut farm = Farm::start(&[]).await;
+    // Leases outlive the outage here: this test is about results waiting in the outbox (lease
+    // expiry during an outage is covered by the killed-agent test).
+    let mut farm = Farm::start(&[
+        ("FLATRENDER_DISPATCH__LEASE_TTL_SECONDS", "120"),
+        ("FLATRENDER_DISPATCH__NODE_OFFLINE_AFTER_SECONDS", "120"),
+    ])
+    .await;
     let job = farm.submit("outage", "Main", 40, 0, 4).await;
     let agent = farm.agent("node-a", &fake_aerender(), &[("FAKE_AERENDER_FRAME_MS", "300")]);
     let leased = wait_until(Duration::from_secs(20), || async {
