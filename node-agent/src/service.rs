@@ -14,7 +14,7 @@ use std::{
 
 use flatrender_proto::{
     pb,
-    types::{CrashClass, NodeState},
+    types::{CrashClass, NodeState, RecoveryAction},
 };
 use serde::{Deserialize, Serialize};
 use tokio::{sync::Notify, task::JoinSet, time::Instant};
@@ -29,11 +29,14 @@ use crate::{
     health::{HealthSample, HealthSampler},
     leases::{LeaseTable, StopReason},
     metrics::AgentMetrics,
-    outbox::{Outbox, OutboxItem, OutboxLimits},
+    outbox::{ChunkFailure, Outbox, OutboxItem, OutboxLimits},
     recovery::CrashLoopDetector,
     runner::{self, ChunkContext, ChunkOutcome},
     supervisor,
 };
+
+/// How long a stopping agent still waits for an acquire already in flight.
+const HANDBACK_WAIT: Duration = Duration::from_secs(3);
 
 /// Prefix of the process tags of every aerender this node's agent starts (swept at start-up);
 /// it names the node so that agents sharing a machine never sweep each other's renders.
@@ -265,9 +268,18 @@ impl Agent {
                 continue;
             }
             let wait = Duration::from_secs(self.config.control_plane.acquire_wait_seconds);
+            let acquire = self.client.acquire(i32::try_from(free).unwrap_or(1), wait);
+            tokio::pin!(acquire);
             let acquired = tokio::select! {
-                () = shutdown.cancelled() => break,
-                acquired = self.client.acquire(i32::try_from(free).unwrap_or(1), wait) => acquired,
+                acquired = &mut acquire => acquired,
+                () = shutdown.cancelled() => {
+                    // A claim may already be on its way back: take it (briefly) and hand it back
+                    // rather than leave the chunk leased to nobody until its lease expires.
+                    if let Ok(Ok(assignments)) = tokio::time::timeout(HANDBACK_WAIT, &mut acquire).await {
+                        self.hand_back(&assignments);
+                    }
+                    break;
+                }
             };
             match acquired {
                 Ok(assignments) => {
@@ -296,6 +308,24 @@ impl Agent {
         }
         // Let the spawned chunks run to the end (run() decides how long).
         tokio::spawn(async move { while running.join_next().await.is_some() {} });
+    }
+
+    /// Returns assignments the agent will not render (it is stopping): a hand-back costs no attempt.
+    fn hand_back(&self, assignments: &[pb::WorkAssignment]) {
+        for assignment in assignments {
+            info!(frame_job_id = %assignment.frame_job_id, "handing back a chunk acquired while stopping");
+            let item = OutboxItem::Failure(ChunkFailure {
+                frame_job_id: assignment.frame_job_id.clone(),
+                lease_token: assignment.lease_token,
+                crash_class: CrashClass::Unknown.to_wire(),
+                message: "agent stopping".into(),
+                recovery_action: RecoveryAction::Requeue.to_wire(),
+                ..ChunkFailure::default()
+            });
+            if let Err(error) = self.chunk.outbox.push(item) {
+                warn!(%error, "could not queue the hand-back; the lease will expire instead");
+            }
+        }
     }
 
     fn after_chunk(&self, outcome: &ChunkOutcome) {
