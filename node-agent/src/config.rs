@@ -390,7 +390,7 @@ impl AgentConfig {
             })
     }
 
-    /// Hang budgets as durations.
+    /// Time between terminating and killing a process tree.
     pub fn kill_grace(&self) -> Duration {
         Duration::from_secs(self.watchdog.kill_grace_seconds)
     }

@@ -293,22 +293,9 @@ async fn render(
                 if let Err(error) = context.cache.remove(&spec.hash).await {
                     warn!(%error, template_hash = %spec.hash, "could not drop the cached template");
                 }
-                return Err(Failed {
-                    failure,
-                    log_tail: record.log_tail,
-                    exit_code: record.exit_code,
-                    frames_written: written,
-                });
+            } else if record.watchdog != Watchdog::Cancelled {
+                warn!(frame_job_id = %assignment.frame_job_id, class = %failure.crash_class, message = %failure.message, "render failed");
             }
-            if record.watchdog == Watchdog::Cancelled {
-                return Err(Failed {
-                    failure,
-                    log_tail: record.log_tail,
-                    exit_code: record.exit_code,
-                    frames_written: written,
-                });
-            }
-            warn!(frame_job_id = %assignment.frame_job_id, class = %failure.crash_class, message = %failure.message, "render failed");
             return Err(Failed {
                 failure,
                 log_tail: record.log_tail,
