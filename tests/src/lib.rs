@@ -298,11 +298,28 @@ impl Farm {
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "job {job_id} still {:?} after {limit:?}: {job:?}",
-                job.status()
+                "job {job_id} still {:?} after {limit:?}: {job:?}\n{}",
+                job.status(),
+                self.logs()
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// The tail of every log under the farm's folder (control plane and agents), for failure messages.
+    pub fn logs(&self) -> String {
+        let mut logs = Vec::new();
+        collect_logs(self.dir.path(), &mut logs);
+        logs.sort();
+        logs.iter()
+            .map(|path| {
+                let text = std::fs::read_to_string(path).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = lines[lines.len().saturating_sub(80)..].join("\n");
+                format!("==== {} (last 80 lines)\n{tail}", path.display())
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// One number from SQL.
@@ -319,6 +336,23 @@ impl Farm {
 impl Drop for Farm {
     fn drop(&mut self) {
         self.kill_control_plane();
+    }
+}
+
+fn collect_logs(dir: &Path, logs: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            // aerender's own per-run logs are too many to print; the agent's log names them.
+            if !path.ends_with("render-logs") && !path.ends_with("renders") {
+                collect_logs(&path, logs);
+            }
+        } else if path.extension().is_some_and(|extension| extension == "log") {
+            logs.push(path);
+        }
     }
 }
 
