@@ -24,7 +24,7 @@ use tracing::{info, warn};
 use crate::{
     cache::{CacheConfig, CacheEntryInfo, TemplateCache},
     client::ControlPlaneClient,
-    config::AgentConfig,
+    config::{AgentConfig, NodeConfig},
     delivery::Delivery,
     health::{HealthSample, HealthSampler},
     leases::{LeaseTable, StopReason},
@@ -38,10 +38,15 @@ use crate::{
 /// How long a stopping agent still waits for an acquire already in flight.
 const HANDBACK_WAIT: Duration = Duration::from_secs(3);
 
-/// Prefix of the process tags of every aerender this node's agent starts (swept at start-up);
-/// it names the node so that agents sharing a machine never sweep each other's renders.
-pub fn process_tag_prefix(node_name: &str) -> String {
-    format!("flatrender/{node_name}/")
+/// Prefix of the process tags of every aerender this agent starts (swept at start-up). It names
+/// the node and its state folder: agents sharing a machine never sweep each other's renders, even
+/// when two are (mis)configured with one name, while a restarted agent still finds its own orphans.
+pub fn process_tag_prefix(node: &NodeConfig) -> String {
+    let state_dir = std::fs::canonicalize(&node.state_dir)
+        .or_else(|_| std::path::absolute(&node.state_dir))
+        .unwrap_or_else(|_| node.state_dir.clone());
+    let hash = blake3::hash(state_dir.as_os_str().as_encoded_bytes()).to_hex();
+    format!("flatrender/{}@{}/", node.name, &hash[..8])
 }
 
 /// The node identity kept on disk after registration.
@@ -78,7 +83,7 @@ impl Agent {
     pub async fn start(config: AgentConfig) -> anyhow::Result<Arc<Self>> {
         let config = Arc::new(config);
         std::fs::create_dir_all(&config.node.state_dir)?;
-        let swept = supervisor::sweep_tagged(&process_tag_prefix(&config.node.name), config.kill_grace()).await;
+        let swept = supervisor::sweep_tagged(&process_tag_prefix(&config.node), config.kill_grace()).await;
         if !swept.signalled.is_empty() {
             warn!(
                 processes = swept.signalled.len(),
@@ -488,7 +493,7 @@ impl Agent {
 
     /// Runs `aerender -version`: a node whose aerender starts and answers is healthy again.
     async fn probe(self: Arc<Self>) {
-        let tag = format!("{}probe", process_tag_prefix(&self.config.node.name));
+        let tag = format!("{}probe", process_tag_prefix(&self.config.node));
         let ok = crate::probe::probe(&self.chunk.install.path, &tag, self.config.kill_grace()).await;
         info!(ok, "probe render");
         if ok {
@@ -631,10 +636,30 @@ mod tests {
         clear_disk_cache(Path::new(""));
     }
 
-    /// The process tag prefix names the node, so agents sharing a machine never sweep each other.
+    fn node(name: &str, state_dir: &Path) -> NodeConfig {
+        NodeConfig {
+            name: name.into(),
+            state_dir: state_dir.to_path_buf(),
+            ..NodeConfig::default()
+        }
+    }
+
+    /// The process tag prefix names the node and its state folder, so agents sharing a machine
+    /// never sweep each other, not even two configured with the same name; it is stable across
+    /// restarts so a restarted agent still finds its own orphans.
     #[test]
-    fn tag_prefixes_are_per_node() {
-        assert_eq!(process_tag_prefix("node-a"), "flatrender/node-a/");
-        assert!(!format!("{}x", process_tag_prefix("node-a-2")).starts_with(&process_tag_prefix("node-a")));
+    fn tag_prefixes_are_per_agent() {
+        let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let prefix = process_tag_prefix(&node("node-a", one.path()));
+        assert!(
+            prefix.starts_with("flatrender/node-a@") && prefix.ends_with('/'),
+            "{prefix}"
+        );
+        assert_eq!(prefix, process_tag_prefix(&node("node-a", one.path())), "stable");
+        let same_name_elsewhere = process_tag_prefix(&node("node-a", two.path()));
+        assert_ne!(prefix, same_name_elsewhere);
+        let longer_name = process_tag_prefix(&node("node-a-2", one.path()));
+        assert!(!format!("{longer_name}x").starts_with(&prefix));
+        assert!(!format!("{prefix}x").starts_with(&longer_name));
     }
 }

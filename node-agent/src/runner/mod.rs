@@ -225,7 +225,7 @@ async fn render(
         let args = command.build_args(context.install.version.as_deref());
         let tag = format!(
             "{}{}/{}",
-            crate::service::process_tag_prefix(&config.node.name),
+            crate::service::process_tag_prefix(&config.node),
             assignment.frame_job_id,
             first
         );

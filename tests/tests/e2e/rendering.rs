@@ -79,7 +79,6 @@ async fn killed_agents_chunk_is_finished_by_another() {
 /// The control plane goes down while a chunk renders: the result waits in the outbox and is
 /// delivered once when the control plane is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "flaky on CI: the job sometimes stays pending after the control plane restarts (issue 4 stays open until found)"]
 async fn results_survive_a_control_plane_outage() {
     // Leases outlive the outage here: this test is about results waiting in the outbox (lease
     // expiry during an outage is covered by the killed-agent test).
@@ -119,4 +118,32 @@ async fn results_survive_a_control_plane_outage() {
         "every chunk once"
     );
     assert!(agent.log_text().contains("completion delivered"));
+}
+
+/// An agent starting up sweeps only its own orphans: another agent on the machine with the same
+/// node name (another farm, another state folder) keeps rendering. Before process tags named the
+/// state folder, the newcomer's start-up sweep killed the first agent's aerender mid-chunk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_named_agents_on_one_machine_leave_each_other_alone() {
+    let farm = Farm::start(&[]).await;
+    let job = farm.submit("twins", "Main", 40, 0, 9).await;
+    let agent = farm.agent("twin", &fake_aerender(), &[("FAKE_AERENDER_FRAME_MS", "400")]);
+    let rendering = wait_until(Duration::from_secs(20), || async { agent.fake_runs() > 0 }).await;
+    assert!(rendering, "the first agent started rendering");
+    let other_farm = Farm::start(&[]).await;
+    let other = other_farm.agent("twin", &fake_aerender(), &[]);
+    let other_started = wait_until(Duration::from_secs(20), || async {
+        other.log_text().contains("registered with the control plane")
+    })
+    .await;
+    assert!(other_started, "{}", other.log_text());
+    let done = farm.wait_terminal(&job.id, Duration::from_secs(60)).await;
+    assert_eq!(done.status(), pb::JobStatus::Completed);
+    assert_eq!(
+        farm.count("SELECT count(*) FROM render.node_crashes").await,
+        0,
+        "no render was killed: {}",
+        agent.log_text()
+    );
+    assert_eq!(agent.fake_runs(), 2, "each chunk rendered once");
 }
