@@ -299,6 +299,10 @@ async fn init_cluster(
     );
     if ephemeral {
         settings.push_str("fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n");
+        // A test that ends while one of its pools is mid-handshake leaves a backend in
+        // authentication, and DROP DATABASE's ProcSignalBarrier waits for it until this timeout
+        // (default 60 s) ends it. Loopback SCRAM takes milliseconds; 10 s is ample under load.
+        settings.push_str("authentication_timeout = '10s'\n");
     }
     let mut conf = fs::OpenOptions::new()
         .append(true)
