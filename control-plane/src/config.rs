@@ -123,6 +123,9 @@ pub struct DispatchConfig {
     pub default_guaranteed_leases: i32,
     /// Burst cap for tenants without a quota row (0: no cap).
     pub default_burst_leases: i32,
+    /// A node on a job's bad-node list gets the job's chunks again only after they waited this
+    /// long with no other taker: crashes prefer other nodes without starving a small farm.
+    pub bad_node_grace_seconds: u64,
 }
 
 impl Default for DispatchConfig {
@@ -139,6 +142,7 @@ impl Default for DispatchConfig {
             max_acquire_wait_seconds: 30,
             default_guaranteed_leases: 1,
             default_burst_leases: 0,
+            bad_node_grace_seconds: 300,
         }
     }
 }

@@ -243,6 +243,7 @@ impl Dispatcher {
             cached_hashes: &cached_hashes,
             window: CANDIDATE_WINDOW,
             tenants_considered: TENANTS_CONSIDERED,
+            bad_node_grace_seconds: self.config.bad_node_grace_seconds as f64,
         };
         let rows = db::frame_jobs::claim(&mut connection, &request).await?;
         self.metrics.observe_acquire(started.elapsed(), rows.len());

@@ -25,6 +25,7 @@ pub(crate) struct ClaimRequest<'a> {
     pub cached_hashes: &'a [Vec<u8>],
     pub window: i64,
     pub tenants_considered: i64,
+    pub bad_node_grace_seconds: f64,
 }
 
 /// A freshly leased chunk with what the node needs to render it.
@@ -67,6 +68,7 @@ pub(crate) async fn claim(
         .bind(request.cached_hashes)
         .bind(request.window)
         .bind(request.tenants_considered)
+        .bind(request.bad_node_grace_seconds)
         .fetch_all(connection)
         .await?;
     Ok(rows)

@@ -167,6 +167,29 @@ async fn retries_elsewhere_then_fails_after_max_attempts() {
     );
 }
 
+/// A bad node is only avoided, not banned: once the chunk has waited the grace with no other
+/// taker, the node that crashed on it gets it again (a one-node farm does not stall forever).
+#[tokio::test]
+async fn bad_node_gets_the_chunk_back_after_the_grace() {
+    let mut config = test_config();
+    config.dispatch.bad_node_grace_seconds = 1;
+    let farm = Farm::start_with(config).await;
+    let job = farm.submit(TenantId::new_random(), 0, 9, HASH_A).await;
+    let mut node = farm.register("node-a", &[]).await;
+    let assignment = node.acquire(1).await.remove(0);
+    assert!(
+        node.fail(&assignment, pb::CrashClass::Crash, pb::RecoveryAction::RetryElsewhere)
+            .await
+            .unwrap()
+    );
+    assert!(node.acquire(1).await.is_empty(), "avoided within the grace");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let retry = node.acquire(1).await.remove(0);
+    assert_eq!(retry.frame_job_id, assignment.frame_job_id);
+    assert_eq!(node.complete(&retry).await, pb::CompletionOutcome::Accepted);
+    assert_eq!(farm.job(&job.id).await.progress.unwrap().chunks_completed, 1);
+}
+
 /// A template error fails the job at once: it would fail on every node.
 #[tokio::test]
 async fn template_error_fails_the_job_immediately() {

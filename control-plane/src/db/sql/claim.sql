@@ -1,7 +1,7 @@
 -- Claims up to N pending frame chunks for one node, fairly across tenants, in one statement.
 -- $1 node id, $2 node os, $3 node AE version, $4 node tags, $5 chunks wanted, $6 lease TTL (s),
 -- $7 default guaranteed leases, $8 default burst cap (0: none), $9 template hashes in the
--- node's cache, $10 candidate window per tenant, $11 tenants considered.
+-- node's cache, $10 candidate window per tenant, $11 tenants considered, $12 bad-node grace (s).
 -- docs/dispatch.md explains the ordering.
 WITH RECURSIVE pending_tenants(tenant_id) AS (
     -- Loose index scan: one probe per tenant with pending work, not one row per pending chunk.
@@ -51,7 +51,10 @@ candidates AS (
           AND (j.required_os IS NULL OR j.required_os = $2)
           AND (j.required_ae_version IS NULL OR starts_with($3, j.required_ae_version))
           AND j.required_tags <@ $4::text[]
-          AND NOT EXISTS (SELECT 1 FROM render.job_bad_nodes b WHERE b.job_id = f.job_id AND b.node_id = $1)
+          -- A bad node is skipped until the chunk has waited the grace with no other taker
+          -- (updated_at: when it went back to pending), so a job never starves on it.
+          AND NOT EXISTS (SELECT 1 FROM render.job_bad_nodes b WHERE b.job_id = f.job_id AND b.node_id = $1
+                          AND f.updated_at > now() - make_interval(secs => $12))
         ORDER BY f.priority DESC, f.queued_at, f.job_id, f.chunk_index
         LIMIT $10
     ) c
