@@ -298,6 +298,10 @@ BEGIN
     END IF;
     PERFORM public.monthly_partition_key(parent, ARRAY['INSERT', 'DELETE']);
     cutoff := before_month::timestamp AT TIME ZONE 'UTC';
+    -- The lock ensure_monthly_partitions takes: concurrent upkeep (replicas, an ops request
+    -- during the start-up pass) runs one at a time per parent, and the partition list below is
+    -- read after the lock, so a partition another caller just dropped is not dropped twice.
+    EXECUTE format('LOCK TABLE %s IN SHARE UPDATE EXCLUSIVE MODE', parent);
     SELECT relname INTO table_name FROM pg_class WHERE oid = parent;
 
     FOR part IN

@@ -940,3 +940,54 @@ async fn concurrent_runs_apply_each_migration_once() {
     second.close().await.unwrap();
     drop_database(&name).await;
 }
+
+/// Partition upkeep running at once on several connections (two control-plane replicas, or an
+/// ops request during the start-up pass) drops each old partition once and fails nowhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_partition_upkeep_does_not_collide() {
+    let db = TestDb::new().await;
+    for round in 0..5 {
+        let parent = PARTITIONED_TABLES[round % PARTITIONED_TABLES.len()];
+        // Months to retire, then several callers retiring them at once (as replicas do).
+        let from_month = format!("2025-{:02}-01", round + 1);
+        sqlx::query("SELECT public.ensure_monthly_partitions($1::regclass, $2::date, 6)")
+            .bind(parent)
+            .bind(&from_month)
+            .execute(db.pool())
+            .await
+            .unwrap();
+        let callers = (0..6).map(|_| {
+            let pool = db.pool().clone();
+            tokio::spawn(async move {
+                let mut connection = pool.acquire().await.unwrap();
+                let ensured: Result<i32, _> =
+                    sqlx::query_scalar("SELECT public.ensure_monthly_partitions($1::regclass, DATE '2026-11-01', 2)")
+                        .bind(parent)
+                        .fetch_one(&mut *connection)
+                        .await;
+                let dropped: Result<i32, _> =
+                    sqlx::query_scalar("SELECT public.drop_monthly_partitions_before($1::regclass, DATE '2026-06-01')")
+                        .bind(parent)
+                        .fetch_one(&mut *connection)
+                        .await;
+                (ensured, dropped)
+            })
+        });
+        let mut created = 0;
+        let mut dropped = 0;
+        for caller in callers.collect::<Vec<_>>() {
+            let (ensured, retired) = caller.await.unwrap();
+            created += ensured.unwrap_or_else(|error| panic!("{parent}: ensure failed: {error}"));
+            dropped += retired.unwrap_or_else(|error| panic!("{parent}: drop failed: {error}"));
+        }
+        assert!(created <= 2, "{parent}: each month created once");
+        assert!(dropped >= 6, "{parent}: each old month dropped once ({dropped})");
+        let left = partitions_of(db.pool(), parent).await;
+        assert!(
+            !left
+                .iter()
+                .any(|name| name.contains("y2025") || name.ends_with("y2026m01")),
+            "{left:?}"
+        );
+    }
+}
