@@ -1,0 +1,173 @@
+//! `frctl frames requeue`: a dry run first to learn what matches; `--dry-run` stops there; a
+//! move over `--confirm-over` chunks needs `--yes` or a "yes" typed at a terminal (exit 7
+//! otherwise); then the real move, printing what moved.
+
+use std::{
+    collections::HashMap,
+    io::{BufRead, IsTerminal, Write},
+};
+
+use flatrender_proto::pb;
+use serde::Serialize;
+
+use crate::{
+    args::{OutputFormat, RequeueArgs},
+    connect::{Answer, Client, Failure, exit},
+    nodes::{node_names, resolve},
+    output::{Table, emit, or_dash},
+    views::{ChunkJson, chunk_state},
+};
+
+#[derive(Serialize)]
+struct RequeueJson {
+    /// True when nothing was moved (`--dry-run`).
+    dry_run: bool,
+    /// How many chunks moved, or would move.
+    count: usize,
+    /// The chunks that moved, or would move.
+    chunks: Vec<ChunkJson>,
+}
+
+/// Runs `frames requeue`.
+pub async fn requeue(client: &Client, format: OutputFormat, args: RequeueArgs) -> anyhow::Result<()> {
+    if args.job.is_none() && args.node.is_none() && args.tenant.is_none() && args.error_class.is_none() {
+        return Err(Failure::new(
+            exit::USAGE,
+            "frames requeue needs at least one selector: --job, --node, --tenant or --error-class \
+             (--state only narrows them)",
+        )
+        .into());
+    }
+    let node_id = match &args.node {
+        Some(node) => resolve(client, node).await?,
+        None => String::new(),
+    };
+    let selector = pb::FrameSelector {
+        job_id: args.job.clone().unwrap_or_default(),
+        node_id,
+        tenant_id: args.tenant.clone().unwrap_or_default(),
+        states: args.states.iter().map(|state| state.to_wire()).collect(),
+        error_class: args.error_class.clone().unwrap_or_default(),
+    };
+    let limit = i32::try_from(args.limit).unwrap_or(i32::MAX);
+    let matching = call(client, &selector, true, limit).await?;
+    let names = if matching.iter().any(|chunk| !chunk.node_id.is_empty()) {
+        node_names(client).await?
+    } else {
+        HashMap::new()
+    };
+    if args.dry_run || matching.is_empty() {
+        return report(format, args.dry_run, &matching, &names);
+    }
+    let count = matching.len();
+    if count > args.confirm_over as usize && !args.yes {
+        confirm(format, count, &matching, &names, args.confirm_over)?;
+    }
+    let moved = call(client, &selector, false, limit).await?;
+    report(format, false, &moved, &names)
+}
+
+async fn call(
+    client: &Client,
+    selector: &pb::FrameSelector,
+    dry_run: bool,
+    limit: i32,
+) -> Result<Vec<pb::FrameJob>, Failure> {
+    let response = client
+        .admin()
+        .requeue_frames(client.request(pb::RequeueFramesRequest {
+            selector: Some(selector.clone()),
+            dry_run,
+            limit,
+        }))
+        .await
+        .answer(client)?;
+    Ok(response.frame_jobs)
+}
+
+/// Asks at a terminal; anything but yes (or no terminal) is exit 7.
+fn confirm(
+    format: OutputFormat,
+    count: usize,
+    matching: &[pb::FrameJob],
+    names: &HashMap<String, String>,
+    threshold: u32,
+) -> Result<(), Failure> {
+    let refuse = |why: &str| {
+        Failure::new(
+            exit::NOT_CONFIRMED,
+            format!(
+                "{count} chunks would move (more than --confirm-over {threshold}) and {why}; \
+                 review with --dry-run, then re-run with --yes"
+            ),
+        )
+    };
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Err(refuse("stdin is not a terminal to confirm on"));
+    }
+    if format == OutputFormat::Table {
+        print!("{}", chunk_table(matching, names).render());
+    }
+    eprint!("move these {count} chunks back to the queue? type yes to confirm: ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    stdin
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|error| Failure::new(exit::NOT_CONFIRMED, format!("could not read the answer: {error}")))?;
+    if matches!(answer.trim().to_ascii_lowercase().as_str(), "yes" | "y") {
+        Ok(())
+    } else {
+        Err(refuse("the answer was not yes"))
+    }
+}
+
+fn chunk_table(chunks: &[pb::FrameJob], names: &HashMap<String, String>) -> Table {
+    let mut table = Table::new(&["JOB", "CHUNK", "FRAMES", "STATE", "NODE", "ATTEMPT", "LAST ERROR", "ID"]);
+    for chunk in chunks {
+        let range = chunk.frame_range.unwrap_or_default();
+        table.row(vec![
+            chunk.job_id.clone(),
+            chunk.chunk_index.to_string(),
+            format!("{}-{}", range.start, range.end),
+            chunk_state(chunk.state).to_owned(),
+            names
+                .get(&chunk.node_id)
+                .cloned()
+                .unwrap_or_else(|| or_dash(&chunk.node_id)),
+            chunk.attempt.to_string(),
+            or_dash(&chunk.last_error_class),
+            chunk.id.clone(),
+        ]);
+    }
+    table
+}
+
+fn report(
+    format: OutputFormat,
+    dry_run: bool,
+    chunks: &[pb::FrameJob],
+    names: &HashMap<String, String>,
+) -> anyhow::Result<()> {
+    let json = RequeueJson {
+        dry_run,
+        count: chunks.len(),
+        chunks: chunks
+            .iter()
+            .map(|chunk| ChunkJson::new(chunk, |id| names.get(id).cloned()))
+            .collect(),
+    };
+    emit(format, &json, || {
+        if chunks.is_empty() {
+            println!("no chunk matches; nothing to move");
+            return;
+        }
+        print!("{}", chunk_table(chunks, names).render());
+        if dry_run {
+            println!("dry run: {} chunk(s) would move; nothing was moved", chunks.len());
+        } else {
+            println!("{} chunk(s) moved back to the queue", chunks.len());
+        }
+    })
+}
