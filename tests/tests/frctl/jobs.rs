@@ -47,7 +47,18 @@ async fn watch_follows_a_job_to_completion() {
     assert_eq!(shown["job"]["status"], "completed");
     assert_eq!(shown["job"]["progress"]["chunks_completed"], 4);
     assert!(shown["job"]["finished_at"].as_str().unwrap().ends_with('Z'));
-    assert!(shown["chunks"].as_array().unwrap().is_empty(), "{shown}");
+    let chunks = shown["chunks"].as_array().unwrap();
+    assert_eq!(
+        chunks
+            .iter()
+            .map(|chunk| chunk["chunk_index"].as_i64().unwrap())
+            .collect::<Vec<_>>(),
+        vec![0, 1, 2, 3],
+        "every chunk, in order: {shown}"
+    );
+    assert!(chunks.iter().all(|chunk| chunk["state"] == "completed"), "{shown}");
+    let table = frctl(&farm, &["jobs", "show", &job.id]).await;
+    assert!(table.expect_code(0).stdout.contains("20/20 frames"), "{table:?}");
 
     let invalid = frctl(&farm, &["jobs", "show", "not-a-uuid"]).await;
     invalid.expect_code(2);

@@ -95,7 +95,7 @@ async fn nodes_are_listed_shown_and_moved_between_states() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_with_deadline_requeues_the_running_chunk() {
     let farm = Farm::start(&[]).await;
-    farm.submit("deadline", "Main", 40, 0, 19).await;
+    let job = farm.submit("deadline", "Main", 40, 0, 19).await;
     let agent = farm.agent("node-slow", &fake_aerender(), &[("FAKE_AERENDER_FRAME_MS", "2000")]);
     let leased = wait_until(Duration::from_secs(20), || async {
         farm.count("SELECT count(*) FROM render.frame_jobs WHERE state = 'leased'")
@@ -108,6 +108,17 @@ async fn drain_with_deadline_requeues_the_running_chunk() {
         .fetch_one(farm.db.pool())
         .await
         .unwrap();
+
+    let job = frctl(&farm, &["--output", "json", "jobs", "show", &job.id]).await;
+    let job = job.expect_code(0).json();
+    let running_chunk = job["chunks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|chunk| chunk["state"] == "leased")
+        .unwrap();
+    assert_eq!(running_chunk["id"], running.to_string().as_str(), "{job}");
+    assert_eq!(running_chunk["node_name"], "node-slow", "{job}");
 
     let drained = frctl(
         &farm,

@@ -2,10 +2,7 @@
 //! move over `--confirm-over` chunks needs `--yes` or a "yes" typed at a terminal (exit 7
 //! otherwise); then the real move, printing what moved.
 
-use std::{
-    collections::HashMap,
-    io::{BufRead, IsTerminal, Write},
-};
+use std::io::{BufRead, IsTerminal, Write};
 
 use flatrender_proto::pb;
 use serde::Serialize;
@@ -13,7 +10,7 @@ use serde::Serialize;
 use crate::{
     args::{OutputFormat, RequeueArgs},
     connect::{Answer, Client, Failure, exit},
-    nodes::{node_names, resolve},
+    nodes::resolve,
     output::{Table, emit, or_dash},
     views::{ChunkJson, chunk_state},
 };
@@ -51,20 +48,15 @@ pub async fn requeue(client: &Client, format: OutputFormat, args: RequeueArgs) -
     };
     let limit = i32::try_from(args.limit).unwrap_or(i32::MAX);
     let matching = call(client, &selector, true, limit).await?;
-    let names = if matching.iter().any(|chunk| !chunk.node_id.is_empty()) {
-        node_names(client).await?
-    } else {
-        HashMap::new()
-    };
     if args.dry_run || matching.is_empty() {
-        return report(format, args.dry_run, &matching, &names);
+        return report(format, args.dry_run, &matching);
     }
     let count = matching.len();
     if count > args.confirm_over as usize && !args.yes {
-        confirm(format, count, &matching, &names, args.confirm_over)?;
+        confirm(format, count, &matching, args.confirm_over)?;
     }
     let moved = call(client, &selector, false, limit).await?;
-    report(format, false, &moved, &names)
+    report(format, false, &moved)
 }
 
 async fn call(
@@ -86,13 +78,7 @@ async fn call(
 }
 
 /// Asks at a terminal; anything but yes (or no terminal) is exit 7.
-fn confirm(
-    format: OutputFormat,
-    count: usize,
-    matching: &[pb::FrameJob],
-    names: &HashMap<String, String>,
-    threshold: u32,
-) -> Result<(), Failure> {
+fn confirm(format: OutputFormat, count: usize, matching: &[pb::FrameJob], threshold: u32) -> Result<(), Failure> {
     let refuse = |why: &str| {
         Failure::new(
             exit::NOT_CONFIRMED,
@@ -107,7 +93,7 @@ fn confirm(
         return Err(refuse("stdin is not a terminal to confirm on"));
     }
     if format == OutputFormat::Table {
-        print!("{}", chunk_table(matching, names).render());
+        print!("{}", chunk_table(matching).render());
     }
     eprint!("move these {count} chunks back to the queue? type yes to confirm: ");
     let _ = std::io::stderr().flush();
@@ -123,7 +109,7 @@ fn confirm(
     }
 }
 
-fn chunk_table(chunks: &[pb::FrameJob], names: &HashMap<String, String>) -> Table {
+fn chunk_table(chunks: &[pb::FrameJob]) -> Table {
     let mut table = Table::new(&["JOB", "CHUNK", "FRAMES", "STATE", "NODE", "ATTEMPT", "LAST ERROR", "ID"]);
     for chunk in chunks {
         let range = chunk.frame_range.unwrap_or_default();
@@ -132,10 +118,7 @@ fn chunk_table(chunks: &[pb::FrameJob], names: &HashMap<String, String>) -> Tabl
             chunk.chunk_index.to_string(),
             format!("{}-{}", range.start, range.end),
             chunk_state(chunk.state).to_owned(),
-            names
-                .get(&chunk.node_id)
-                .cloned()
-                .unwrap_or_else(|| or_dash(&chunk.node_id)),
+            node_cell(chunk),
             chunk.attempt.to_string(),
             or_dash(&chunk.last_error_class),
             chunk.id.clone(),
@@ -144,30 +127,31 @@ fn chunk_table(chunks: &[pb::FrameJob], names: &HashMap<String, String>) -> Tabl
     table
 }
 
-fn report(
-    format: OutputFormat,
-    dry_run: bool,
-    chunks: &[pb::FrameJob],
-    names: &HashMap<String, String>,
-) -> anyhow::Result<()> {
+fn report(format: OutputFormat, dry_run: bool, chunks: &[pb::FrameJob]) -> anyhow::Result<()> {
     let json = RequeueJson {
         dry_run,
         count: chunks.len(),
-        chunks: chunks
-            .iter()
-            .map(|chunk| ChunkJson::new(chunk, |id| names.get(id).cloned()))
-            .collect(),
+        chunks: chunks.iter().map(ChunkJson::new).collect(),
     };
     emit(format, &json, || {
         if chunks.is_empty() {
             println!("no chunk matches; nothing to move");
             return;
         }
-        print!("{}", chunk_table(chunks, names).render());
+        print!("{}", chunk_table(chunks).render());
         if dry_run {
             println!("dry run: {} chunk(s) would move; nothing was moved", chunks.len());
         } else {
             println!("{} chunk(s) moved back to the queue", chunks.len());
         }
     })
+}
+
+/// The node holding a chunk: its name, else its id, else `-`.
+pub fn node_cell(chunk: &pb::FrameJob) -> String {
+    if chunk.node_name.is_empty() {
+        or_dash(&chunk.node_id)
+    } else {
+        chunk.node_name.clone()
+    }
 }

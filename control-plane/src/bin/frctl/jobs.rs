@@ -1,7 +1,5 @@
 //! `frctl jobs list|show|cancel|retry` (`watch` is in `watch.rs`).
 
-use std::collections::HashMap;
-
 use flatrender_proto::{
     pb,
     types::{FrameJobState, JobStatus},
@@ -12,25 +10,19 @@ use crate::{
     args::{JobsCommand, OutputFormat},
     connect::{Answer, Client, Failure},
     duration,
-    nodes::node_names,
+    frames::node_cell,
     output::{Table, emit, or_dash, seconds, short_id, time_cell},
     views::{ChunkJson, JobJson, chunk_state, job_kind, job_status},
     watch,
 };
 
-/// The chunks of `job_id` in `states` (leased and/or failed), through a dry-run requeue: the
-/// only admin view of chunks by job, and it moves nothing.
+/// The chunks of `job_id` in `states` (all when empty), in chunk order, with node names.
 pub async fn job_chunks(client: &Client, job_id: &str, states: &[FrameJobState]) -> Result<Vec<pb::FrameJob>, Failure> {
     let response = client
         .admin()
-        .requeue_frames(client.request(pb::RequeueFramesRequest {
-            selector: Some(pb::FrameSelector {
-                job_id: job_id.to_owned(),
-                states: states.iter().map(|state| state.to_wire()).collect(),
-                ..Default::default()
-            }),
-            dry_run: true,
-            limit: 100_000,
+        .list_frame_jobs(client.request(pb::ListFrameJobsRequest {
+            job_id: job_id.to_owned(),
+            states: states.iter().map(|state| state.to_wire()).collect(),
         }))
         .await
         .answer(client)?;
@@ -57,7 +49,7 @@ struct JobListJson {
 #[derive(Serialize)]
 struct JobShowJson {
     job: JobJson,
-    /// Leased and failed chunks (completed and pending ones are counted in `progress`).
+    /// Every chunk, in chunk order.
     chunks: Vec<ChunkJson>,
 }
 
@@ -156,18 +148,10 @@ async fn list(
 
 async fn show(client: &Client, format: OutputFormat, job_id: &str) -> anyhow::Result<()> {
     let job = get_job(client, job_id).await?;
-    let chunks = job_chunks(client, &job.id, &[FrameJobState::Leased, FrameJobState::Failed]).await?;
-    let names: HashMap<String, String> = if chunks.iter().any(|chunk| !chunk.node_id.is_empty()) {
-        node_names(client).await?
-    } else {
-        HashMap::new()
-    };
+    let chunks = job_chunks(client, &job.id, &[]).await?;
     let json = JobShowJson {
         job: JobJson::from(&job),
-        chunks: chunks
-            .iter()
-            .map(|chunk| ChunkJson::new(chunk, |id| names.get(id).cloned()))
-            .collect(),
+        chunks: chunks.iter().map(ChunkJson::new).collect(),
     };
     emit(format, &json, || {
         let range = job.frame_range.unwrap_or_default();
@@ -203,14 +187,11 @@ async fn show(client: &Client, format: OutputFormat, job_id: &str) -> anyhow::Re
         for (label, value) in lines {
             println!("{label:<12} {value}");
         }
-        println!("\nleased and failed chunks:");
+        println!("\nchunks:");
         let mut table = Table::new(&["CHUNK", "FRAMES", "STATE", "NODE", "DONE", "ATTEMPT", "LAST ERROR"]);
         for chunk in &chunks {
             let range = chunk.frame_range.unwrap_or_default();
-            let node = names
-                .get(&chunk.node_id)
-                .cloned()
-                .unwrap_or_else(|| or_dash(&chunk.node_id));
+            let node = node_cell(chunk);
             let error = match (chunk.last_error_class.as_str(), chunk.last_error.as_str()) {
                 ("", "") => "-".to_owned(),
                 (class, "") => class.to_owned(),

@@ -1,7 +1,5 @@
 //! `frctl nodes list|show|drain|undrain|disable|enable`, and resolving a node given by name or id.
 
-use std::collections::HashMap;
-
 use flatrender_proto::{pb, types::NodeState};
 use serde::Serialize;
 
@@ -33,15 +31,6 @@ pub async fn all_nodes(client: &Client, states: &[NodeState]) -> Result<Vec<pb::
         }
         page_token = page.next_page_token;
     }
-}
-
-/// Node id → name, for showing which node holds a chunk.
-pub async fn node_names(client: &Client) -> Result<HashMap<String, String>, Failure> {
-    Ok(all_nodes(client, &[])
-        .await?
-        .into_iter()
-        .map(|node| (node.id, node.name))
-        .collect())
 }
 
 /// A node argument (UUID or name) → node id; unknown or ambiguous names are exit 4 with the fix.
@@ -187,11 +176,7 @@ async fn show(client: &Client, format: OutputFormat, node: &str) -> anyhow::Resu
     let node = response.node.unwrap_or_default();
     let json = NodeShowJson {
         node: NodeJson::from(&node),
-        running: response
-            .running
-            .iter()
-            .map(|chunk| ChunkJson::new(chunk, |_| Some(node.name.clone())))
-            .collect(),
+        running: response.running.iter().map(ChunkJson::new).collect(),
         cache: response.cache.iter().map(CacheEntryJson::from).collect(),
     };
     emit(format, &json, || {

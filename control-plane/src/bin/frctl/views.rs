@@ -88,7 +88,7 @@ pub struct ChunkJson {
     pub state: &'static str,
     pub attempt: i32,
     pub node_id: Option<String>,
-    /// Filled in where frctl knows the node list; null otherwise.
+    /// Name of the node in `node_id`.
     pub node_name: Option<String>,
     pub lease_expires_at: Option<String>,
     pub frames_done: i32,
@@ -97,8 +97,8 @@ pub struct ChunkJson {
 }
 
 impl ChunkJson {
-    /// The view of a chunk; `node_name` resolves its node id when known.
-    pub fn new(chunk: &pb::FrameJob, node_name: impl Fn(&str) -> Option<String>) -> Self {
+    /// The view of a chunk.
+    pub fn new(chunk: &pb::FrameJob) -> Self {
         let range = chunk.frame_range.unwrap_or_default();
         Self {
             id: chunk.id.clone(),
@@ -110,7 +110,7 @@ impl ChunkJson {
             state: chunk_state(chunk.state),
             attempt: chunk.attempt,
             node_id: non_empty(&chunk.node_id),
-            node_name: node_name(&chunk.node_id),
+            node_name: non_empty(&chunk.node_name),
             lease_expires_at: rfc3339(chunk.lease_expires_at.as_ref()),
             frames_done: chunk.frames_done,
             last_error_class: non_empty(&chunk.last_error_class),

@@ -4,7 +4,6 @@
 //! the job still runs (control-plane restart) is reopened rather than fatal.
 
 use std::{
-    collections::HashMap,
     io::{IsTerminal, Write},
     time::Duration,
 };
@@ -22,8 +21,8 @@ use crate::{
     args::OutputFormat,
     connect::{Client, Failure, exit},
     duration,
+    frames::node_cell,
     jobs::job_chunks,
-    nodes::node_names,
     output::{print_json_line, seconds, time},
     views::{ChunkJson, JobJson, job_status},
 };
@@ -46,7 +45,8 @@ struct WatchUpdateJson {
 /// What the display needs for one update.
 struct Snapshot {
     job: pb::RenderJob,
-    running: Vec<(String, pb::FrameJob)>,
+    /// Leased chunks, each with the name of its node.
+    running: Vec<pb::FrameJob>,
     elapsed: Duration,
     eta: Option<Duration>,
 }
@@ -58,7 +58,6 @@ pub async fn run(client: &Client, format: OutputFormat, job_id: &str) -> anyhow:
         redraw: format == OutputFormat::Table && std::io::stdout().is_terminal(),
         lines_drawn: 0,
         last_line: String::new(),
-        names: HashMap::new(),
         watch_started: Instant::now(),
         first_progress: None,
     };
@@ -95,7 +94,6 @@ struct Watcher {
     redraw: bool,
     lines_drawn: usize,
     last_line: String,
-    names: HashMap<String, String>,
     watch_started: Instant,
     first_progress: Option<(Instant, i32)>,
 }
@@ -159,29 +157,13 @@ impl Watcher {
         let progress = job.progress.unwrap_or_default();
         let terminal = JobStatus::from_wire(job.status, "status").is_ok_and(|status| status.is_terminal());
         // Per-node activity is best effort: a failed look-up leaves the block without it.
-        let leased = if terminal || progress.chunks_leased == 0 {
+        let running = if terminal || progress.chunks_leased == 0 {
             Vec::new()
         } else {
             job_chunks(client, &job.id, &[FrameJobState::Leased])
                 .await
                 .unwrap_or_default()
         };
-        if leased.iter().any(|chunk| !self.names.contains_key(&chunk.node_id)) {
-            if let Ok(names) = node_names(client).await {
-                self.names = names;
-            }
-        }
-        let running = leased
-            .into_iter()
-            .map(|chunk| {
-                let name = self
-                    .names
-                    .get(&chunk.node_id)
-                    .cloned()
-                    .unwrap_or_else(|| chunk.node_id.clone());
-                (name, chunk)
-            })
-            .collect();
         let elapsed = match time(job.started_at.as_ref()) {
             Some(started) => {
                 let until = time(job.finished_at.as_ref()).unwrap_or_else(Utc::now);
@@ -217,11 +199,7 @@ impl Watcher {
             (OutputFormat::Json, _) => {
                 let json = WatchUpdateJson {
                     job: JobJson::from(&snapshot.job),
-                    running: snapshot
-                        .running
-                        .iter()
-                        .map(|(name, chunk)| ChunkJson::new(chunk, |_| Some(name.clone())))
-                        .collect(),
+                    running: snapshot.running.iter().map(ChunkJson::new).collect(),
                     elapsed_seconds: snapshot.elapsed.as_secs(),
                     eta_seconds: snapshot.eta.map(|eta| eta.as_secs()),
                 };
@@ -319,7 +297,8 @@ fn block_lines(snapshot: &Snapshot) -> Vec<String> {
             eta_text(snapshot.eta)
         ),
     ];
-    for (name, chunk) in &snapshot.running {
+    for chunk in &snapshot.running {
+        let name = node_cell(chunk);
         let range = chunk.frame_range.unwrap_or_default();
         let frames = range.end - range.start + 1;
         lines.push(format!(
@@ -335,7 +314,7 @@ fn status_line(snapshot: &Snapshot) -> String {
     let nodes: Vec<String> = snapshot
         .running
         .iter()
-        .map(|(name, chunk)| format!("{name}:chunk{}", chunk.chunk_index))
+        .map(|chunk| format!("{}:chunk{}", node_cell(chunk), chunk.chunk_index))
         .collect();
     format!(
         "{} {}/{} frames ({:.1}%) chunks {}/{} leased {} eta {}{}",
@@ -387,15 +366,13 @@ mod tests {
                 }),
                 ..Default::default()
             },
-            running: vec![(
-                "node-a".into(),
-                pb::FrameJob {
-                    chunk_index: 1,
-                    frame_range: Some(pb::FrameRange { start: 5, end: 9 }),
-                    frames_done: 2,
-                    ..Default::default()
-                },
-            )],
+            running: vec![pb::FrameJob {
+                chunk_index: 1,
+                frame_range: Some(pb::FrameRange { start: 5, end: 9 }),
+                frames_done: 2,
+                node_name: "node-a".into(),
+                ..Default::default()
+            }],
             elapsed: Duration::from_secs(75),
             eta: Some(Duration::from_secs(200)),
         };
