@@ -55,7 +55,19 @@ pub async fn requeue(client: &Client, format: OutputFormat, args: RequeueArgs) -
     if count > args.confirm_over as usize && !args.yes {
         confirm(format, count, &matching, args.confirm_over)?;
     }
-    let moved = call(client, &selector, false, limit).await?;
+    // The move may take no more than the dry run showed: if more chunks match by now, the
+    // control plane refuses and nothing moves, rather than moving chunks nobody reviewed.
+    let reviewed = i32::try_from(count).unwrap_or(i32::MAX);
+    let moved = call(client, &selector, false, reviewed).await.map_err(|failure| {
+        if failure.code == exit::CONFLICT {
+            Failure::new(
+                exit::CONFLICT,
+                format!("more than the {count} reviewed chunk(s) match now; nothing moved; run the command again"),
+            )
+        } else {
+            failure
+        }
+    })?;
     report(format, false, &moved)
 }
 
