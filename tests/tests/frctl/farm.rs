@@ -45,6 +45,16 @@ async fn stats_and_partitions_report_the_farm() {
     frctl(&farm, &["partitions", "ensure", "--months-ahead", "99"])
         .await
         .expect_code(2);
+    frctl_raw(&[
+        "--endpoint",
+        &farm.endpoint,
+        "--token",
+        &farm.service_token,
+        "partitions",
+        "list",
+    ])
+    .await
+    .expect_code(3);
 }
 
 /// A created admin token works until revoked; revoking twice is not found; a bad tenant id is

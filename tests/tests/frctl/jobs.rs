@@ -40,6 +40,11 @@ async fn watch_follows_a_job_to_completion() {
     let listed = frctl(&farm, &["--output", "json", "jobs", "list", "--status", "completed"]).await;
     let listed = listed.expect_code(0).json();
     assert_eq!(listed["jobs"][0]["id"], job.id.as_str(), "{listed}");
+    let by_tenant = frctl(&farm, &["--output", "json", "jobs", "list", "--tenant", &job.tenant_id]).await;
+    assert_eq!(by_tenant.expect_code(0).json()["jobs"].as_array().unwrap().len(), 1);
+    let bad_tenant = frctl(&farm, &["jobs", "list", "--tenant", "not-a-uuid"]).await;
+    bad_tenant.expect_code(2);
+    assert!(bad_tenant.stderr.contains("tenant_id"), "{bad_tenant:?}");
     let empty = frctl(&farm, &["--output", "json", "jobs", "list", "--status", "failed"]).await;
     assert!(empty.expect_code(0).json()["jobs"].as_array().unwrap().is_empty());
     let shown = frctl(&farm, &["--output", "json", "jobs", "show", &job.id]).await;

@@ -54,6 +54,13 @@ async fn nodes_are_listed_shown_and_moved_between_states() {
         .await
         .expect_code(4);
 
+    // Moves that do not apply to an online node are conflicts, and nothing changes.
+    frctl(&farm, &["nodes", "undrain", "node-a"]).await.expect_code(6);
+    let not_disabled = frctl(&farm, &["nodes", "enable", "node-a"]).await;
+    not_disabled.expect_code(6);
+    assert!(not_disabled.stderr.contains("is online"), "{not_disabled:?}");
+    frctl(&farm, &["nodes", "disable", "node-nope"]).await.expect_code(4);
+
     let drained = frctl(&farm, &["--output", "json", "nodes", "drain", "node-a"]).await;
     let drained = drained.expect_code(0).json();
     assert!(

@@ -153,6 +153,7 @@ impl Settings {
             .clone()
             .or(config.endpoint)
             .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned());
+        let endpoint = with_scheme(endpoint.trim());
         let token = if let Some(token) = global.token.as_deref().filter(|token| !token.trim().is_empty()) {
             token.trim().to_owned()
         } else if let Some(path) = &global.token_file {
@@ -178,6 +179,16 @@ impl Settings {
             token,
             timeout: Duration::from_secs(global.timeout),
         })
+    }
+}
+
+/// `host:port` as `http://host:port` (the control plane's listen address is written without a
+/// scheme); URLs are kept as given.
+fn with_scheme(endpoint: &str) -> String {
+    if endpoint.contains("://") {
+        endpoint.to_owned()
+    } else {
+        format!("http://{endpoint}")
     }
 }
 
@@ -251,7 +262,11 @@ fn unreachable(endpoint: &str, error: &dyn std::error::Error) -> Failure {
     let mut cause = error.to_string();
     let mut source = error.source();
     while let Some(inner) = source {
-        cause = format!("{cause}: {inner}");
+        // Some errors repeat their source in their own message; say each part once.
+        let text = inner.to_string();
+        if !cause.contains(&text) {
+            cause = format!("{cause}: {text}");
+        }
         source = inner.source();
     }
     Failure::new(
@@ -345,6 +360,13 @@ mod tests {
                 .message
                 .contains("control-plane token create --kind admin")
         );
+    }
+
+    /// A bare `host:port` endpoint gets `http://`; URLs are untouched.
+    #[test]
+    fn endpoints_get_a_scheme() {
+        assert_eq!(with_scheme("127.0.0.1:50051"), "http://127.0.0.1:50051");
+        assert_eq!(with_scheme("http://farm:50051"), "http://farm:50051");
     }
 
     /// A missing default config file is fine; a missing explicit one is an error.

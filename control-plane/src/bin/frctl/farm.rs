@@ -98,11 +98,11 @@ pub async fn stats(client: &Client, format: OutputFormat) -> anyhow::Result<()> 
         crashes_last_24h: response.crashes_last_24h,
     };
     emit(format, &json, || {
-        println!("nodes             {}", summary(&json.nodes));
-        println!("chunks            {}", summary(&json.chunks));
-        println!("jobs              {}", summary(&json.jobs));
-        println!("crashes (24h)     {}", json.crashes_last_24h);
-        println!("\ntenant queues:");
+        outln!("nodes             {}", summary(&json.nodes));
+        outln!("chunks            {}", summary(&json.chunks));
+        outln!("jobs              {}", summary(&json.jobs));
+        outln!("crashes (24h)     {}", json.crashes_last_24h);
+        outln!("\ntenant queues:");
         let mut table = Table::new(&["TENANT", "PENDING", "LEASED"]);
         for tenant in &json.tenants {
             table.row(vec![
@@ -138,9 +138,10 @@ pub async fn partitions(client: &Client, format: OutputFormat, command: Partitio
                 dropped: response.dropped,
             };
             emit(format, &json, || {
-                println!(
+                outln!(
                     "partitions created: {}, dropped by retention: {}",
-                    json.created, json.dropped
+                    json.created,
+                    json.dropped
                 );
             })
         }
@@ -205,7 +206,7 @@ pub async fn cache(client: &Client, format: OutputFormat, command: CacheCommand)
         cache: response.cache.iter().map(CacheEntryJson::from).collect(),
     };
     emit(format, &json, || {
-        println!(
+        outln!(
             "node {} holds {} template(s), {}",
             node.name,
             response.cache.len(),

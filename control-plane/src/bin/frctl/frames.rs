@@ -105,7 +105,7 @@ fn confirm(format: OutputFormat, count: usize, matching: &[pb::FrameJob], thresh
         return Err(refuse("stdin is not a terminal to confirm on"));
     }
     if format == OutputFormat::Table {
-        print!("{}", chunk_table(matching).render());
+        out!("{}", chunk_table(matching).render());
     }
     eprint!("move these {count} chunks back to the queue? type yes to confirm: ");
     let _ = std::io::stderr().flush();
@@ -147,14 +147,14 @@ fn report(format: OutputFormat, dry_run: bool, chunks: &[pb::FrameJob]) -> anyho
     };
     emit(format, &json, || {
         if chunks.is_empty() {
-            println!("no chunk matches; nothing to move");
+            outln!("no chunk matches; nothing to move");
             return;
         }
-        print!("{}", chunk_table(chunks).render());
+        out!("{}", chunk_table(chunks).render());
         if dry_run {
-            println!("dry run: {} chunk(s) would move; nothing was moved", chunks.len());
+            outln!("dry run: {} chunk(s) would move; nothing was moved", chunks.len());
         } else {
-            println!("{} chunk(s) moved back to the queue", chunks.len());
+            outln!("{} chunk(s) moved back to the queue", chunks.len());
         }
     })
 }

@@ -185,9 +185,9 @@ async fn show(client: &Client, format: OutputFormat, job_id: &str) -> anyhow::Re
             ("finished", time_cell(job.finished_at.as_ref())),
         ];
         for (label, value) in lines {
-            println!("{label:<12} {value}");
+            outln!("{label:<12} {value}");
         }
-        println!("\nchunks:");
+        outln!("\nchunks:");
         let mut table = Table::new(&["CHUNK", "FRAMES", "STATE", "NODE", "DONE", "ATTEMPT", "LAST ERROR"]);
         for chunk in &chunks {
             let range = chunk.frame_range.unwrap_or_default();
@@ -223,6 +223,6 @@ fn changed(
         requeued_chunks,
     };
     emit(format, &json, || {
-        println!("job {} {verb}; status {}", job.id, job_status(job.status));
+        outln!("job {} {verb}; status {}", job.id, job_status(job.status));
     })
 }

@@ -11,8 +11,20 @@
 //!
 //! Reference: docs/frctl.md.
 
-// A CLI's job is to print to stdout.
-#![allow(clippy::print_stdout)]
+/// `print!` that ends frctl quietly when stdout is closed early (`frctl … | head`) instead of
+/// panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::output::write_stdout(format_args!($($arg)*), false)
+    };
+}
+
+/// `println!` with the same treatment of a closed stdout.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::output::write_stdout(format_args!($($arg)*), true)
+    };
+}
 
 mod args;
 mod connect;

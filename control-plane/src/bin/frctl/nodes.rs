@@ -181,7 +181,7 @@ async fn show(client: &Client, format: OutputFormat, node: &str) -> anyhow::Resu
     };
     emit(format, &json, || {
         print_node(&node);
-        println!("\nrunning chunks:");
+        outln!("\nrunning chunks:");
         let mut running = Table::new(&["JOB", "CHUNK", "FRAMES", "DONE", "ATTEMPT", "LEASE EXPIRES"]);
         for chunk in &response.running {
             let range = chunk.frame_range.unwrap_or_default();
@@ -195,10 +195,10 @@ async fn show(client: &Client, format: OutputFormat, node: &str) -> anyhow::Resu
             ]);
         }
         running.print_or("  none");
-        println!("\ncache: {} template(s)", response.cache.len());
+        outln!("\ncache: {} template(s)", response.cache.len());
         let total: i64 = response.cache.iter().map(|entry| entry.size_bytes).sum();
         if !response.cache.is_empty() {
-            println!("  {} in total; details: frctl cache show {}", bytes(total), node.name);
+            outln!("  {} in total; details: frctl cache show {}", bytes(total), node.name);
         }
     })
 }
@@ -230,7 +230,7 @@ fn print_node(node: &pb::Node) {
         ("registered", time_cell(node.registered_at.as_ref())),
     ];
     for (label, value) in lines {
-        println!("{label:<15} {value}");
+        outln!("{label:<15} {value}");
     }
 }
 
@@ -246,7 +246,7 @@ fn changed(
         requeued_chunks,
     };
     emit(format, &json, || {
-        println!(
+        outln!(
             "node {} ({}) is now {}: {verb}",
             node.name,
             short_id(&node.id),

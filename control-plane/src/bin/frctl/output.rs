@@ -1,12 +1,26 @@
 //! Printing: aligned text tables for people, JSON documents for scripts, and the small
 //! formatting helpers (timestamps, sizes, enum names) both share.
 
-use std::{fmt::Write as _, time::Duration};
+use std::{fmt::Write as _, io::Write as _, time::Duration};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
 use crate::args::OutputFormat;
+
+/// Writes to stdout; a reader that went away (broken pipe) ends the process with exit 0, as
+/// as output nobody reads does not matter. Other write errors are ignored: there is nowhere
+/// better to report them.
+pub fn write_stdout(args: std::fmt::Arguments<'_>, newline: bool) {
+    let mut stdout = std::io::stdout().lock();
+    let written = stdout
+        .write_fmt(args)
+        .and_then(|()| if newline { stdout.write_all(b"\n") } else { Ok(()) })
+        .and_then(|()| stdout.flush());
+    if written.is_err_and(|error| error.kind() == std::io::ErrorKind::BrokenPipe) {
+        std::process::exit(0);
+    }
+}
 
 /// A text table: headers, then rows of cells, columns padded to their widest cell.
 pub struct Table {
@@ -55,22 +69,22 @@ impl Table {
     /// Prints the table, or `empty` when it has no rows.
     pub fn print_or(&self, empty: &str) {
         if self.rows.is_empty() {
-            println!("{empty}");
+            outln!("{empty}");
         } else {
-            print!("{}", self.render());
+            out!("{}", self.render());
         }
     }
 }
 
 /// Prints `value` as pretty JSON (the machine contract).
 pub fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    outln!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 
 /// Prints `value` as one JSON line (NDJSON streams).
 pub fn print_json_line<T: Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string(value)?);
+    outln!("{}", serde_json::to_string(value)?);
     Ok(())
 }
 

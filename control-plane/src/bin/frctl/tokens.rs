@@ -53,10 +53,10 @@ pub async fn run(client: &Client, format: OutputFormat, command: TokensCommand) 
                 label,
             };
             emit(format, &json, || {
-                println!("token id: {}", json.token_id);
-                println!("token:    {}", json.token);
-                println!("kind:     {}", json.kind);
-                println!(
+                outln!("token id: {}", json.token_id);
+                outln!("token:    {}", json.token);
+                outln!("kind:     {}", json.kind);
+                outln!(
                     "the secret is shown only now; store it (revoke with `frctl tokens revoke {}`)",
                     json.token_id
                 );
@@ -74,7 +74,7 @@ pub async fn run(client: &Client, format: OutputFormat, command: TokensCommand) 
                 token_id,
                 revoked: true,
             };
-            emit(format, &json, || println!("token {} revoked", json.token_id))
+            emit(format, &json, || outln!("token {} revoked", json.token_id))
         }
     }
 }

@@ -222,7 +222,7 @@ impl Watcher {
             (OutputFormat::Table, false) => {
                 let line = status_line(snapshot);
                 if line != self.last_line {
-                    println!("{} {line}", Utc::now().format("%Y-%m-%dT%H:%M:%SZ"));
+                    outln!("{} {line}", Utc::now().format("%Y-%m-%dT%H:%M:%SZ"));
                     self.last_line = line;
                 }
                 Ok(())
@@ -240,7 +240,7 @@ impl Watcher {
         } else {
             format!(": {}", snapshot.job.failure_reason)
         };
-        println!(
+        outln!(
             "job {} {} after {} ({}/{} frames){reason}",
             snapshot.job.id,
             job_status(snapshot.job.status),
