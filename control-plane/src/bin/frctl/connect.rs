@@ -249,9 +249,15 @@ async fn open_channel(settings: &Settings, timeout: Option<Duration>) -> Result<
         })?
         .connect_timeout(settings.timeout)
         .tcp_keepalive(Some(Duration::from_secs(30)));
-    if let Some(timeout) = timeout {
-        endpoint = endpoint.timeout(timeout);
-    }
+    endpoint = match timeout {
+        Some(timeout) => endpoint.timeout(timeout),
+        // A long-lived stream has no request time limit; HTTP/2 pings notice a peer that
+        // vanished without closing the connection (a dead host, a dropped route).
+        None => endpoint
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(10))
+            .keep_alive_while_idle(true),
+    };
     endpoint
         .connect()
         .await
