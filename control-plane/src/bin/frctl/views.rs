@@ -31,24 +31,24 @@ enum_name!(os_name, OperatingSystem);
 /// A render node.
 #[derive(Debug, Serialize)]
 pub struct NodeJson {
-    pub id: String,
-    pub name: String,
-    pub hostname: String,
-    pub os: &'static str,
-    pub os_version: Option<String>,
-    pub ae_version: Option<String>,
-    pub agent_version: String,
-    pub cpu_cores: i32,
-    pub memory_bytes: i64,
-    pub tags: Vec<String>,
-    pub max_leases: i32,
-    pub state: &'static str,
-    pub state_reason: Option<String>,
-    pub state_changed_at: Option<String>,
-    pub drain_deadline: Option<String>,
-    pub last_seen_at: Option<String>,
-    pub registered_at: Option<String>,
-    pub running_leases: i32,
+    id: String,
+    name: String,
+    hostname: String,
+    os: &'static str,
+    os_version: Option<String>,
+    ae_version: Option<String>,
+    agent_version: String,
+    cpu_cores: i32,
+    memory_bytes: i64,
+    tags: Vec<String>,
+    max_leases: i32,
+    state: &'static str,
+    state_reason: Option<String>,
+    state_changed_at: Option<String>,
+    drain_deadline: Option<String>,
+    last_seen_at: Option<String>,
+    registered_at: Option<String>,
+    running_leases: i32,
 }
 
 impl From<&pb::Node> for NodeJson {
@@ -79,21 +79,21 @@ impl From<&pb::Node> for NodeJson {
 /// A frame chunk.
 #[derive(Debug, Serialize)]
 pub struct ChunkJson {
-    pub id: String,
-    pub job_id: String,
-    pub tenant_id: String,
-    pub chunk_index: i32,
-    pub frame_start: i32,
-    pub frame_end: i32,
-    pub state: &'static str,
-    pub attempt: i32,
-    pub node_id: Option<String>,
+    id: String,
+    job_id: String,
+    tenant_id: String,
+    chunk_index: i32,
+    frame_start: i32,
+    frame_end: i32,
+    state: &'static str,
+    attempt: i32,
+    node_id: Option<String>,
     /// Name of the node in `node_id`.
-    pub node_name: Option<String>,
-    pub lease_expires_at: Option<String>,
-    pub frames_done: i32,
-    pub last_error_class: Option<String>,
-    pub last_error: Option<String>,
+    node_name: Option<String>,
+    lease_expires_at: Option<String>,
+    frames_done: i32,
+    last_error_class: Option<String>,
+    last_error: Option<String>,
 }
 
 impl ChunkJson {
@@ -122,12 +122,12 @@ impl ChunkJson {
 /// A template in a node's cache.
 #[derive(Debug, Serialize)]
 pub struct CacheEntryJson {
-    pub blake3_hex: String,
-    pub template_id: Option<String>,
-    pub template_version: i32,
-    pub size_bytes: i64,
-    pub hits: i64,
-    pub last_used_at: Option<String>,
+    blake3_hex: String,
+    template_id: Option<String>,
+    template_version: i32,
+    size_bytes: i64,
+    hits: i64,
+    last_used_at: Option<String>,
 }
 
 impl From<&pb::CacheEntryView> for CacheEntryJson {
@@ -146,37 +146,37 @@ impl From<&pb::CacheEntryView> for CacheEntryJson {
 /// Progress of a job.
 #[derive(Debug, Serialize)]
 pub struct ProgressJson {
-    pub frames_total: i32,
-    pub frames_done: i32,
-    pub chunks_total: i32,
-    pub chunks_completed: i32,
-    pub chunks_leased: i32,
+    frames_total: i32,
+    frames_done: i32,
+    chunks_total: i32,
+    chunks_completed: i32,
+    chunks_leased: i32,
     /// Server estimate of the time left, whole seconds; null when unknown.
-    pub eta_seconds: Option<u64>,
+    eta_seconds: Option<u64>,
 }
 
 /// A render job.
 #[derive(Debug, Serialize)]
 pub struct JobJson {
-    pub id: String,
-    pub tenant_id: String,
-    pub user_id: String,
-    pub kind: &'static str,
-    pub priority: i32,
-    pub status: &'static str,
-    pub composition: String,
-    pub frame_start: i32,
-    pub frame_end: i32,
-    pub fps: f64,
-    pub template_id: Option<String>,
-    pub template_version: Option<i32>,
-    pub output_name: Option<String>,
-    pub progress: ProgressJson,
-    pub failure_reason: Option<String>,
-    pub created_at: Option<String>,
-    pub started_at: Option<String>,
-    pub finished_at: Option<String>,
-    pub updated_at: Option<String>,
+    id: String,
+    tenant_id: String,
+    user_id: String,
+    kind: &'static str,
+    priority: i32,
+    status: &'static str,
+    composition: String,
+    frame_start: i32,
+    frame_end: i32,
+    fps: f64,
+    template_id: Option<String>,
+    template_version: Option<i32>,
+    output_name: Option<String>,
+    progress: ProgressJson,
+    failure_reason: Option<String>,
+    created_at: Option<String>,
+    started_at: Option<String>,
+    finished_at: Option<String>,
+    updated_at: Option<String>,
 }
 
 impl From<&pb::RenderJob> for JobJson {
@@ -220,18 +220,18 @@ impl From<&pb::RenderJob> for JobJson {
 /// A recorded render failure.
 #[derive(Debug, Serialize)]
 pub struct CrashJson {
-    pub id: String,
-    pub node_id: String,
-    pub node_name: String,
-    pub job_id: Option<String>,
-    pub frame_job_id: Option<String>,
-    pub crash_class: &'static str,
-    pub error_class: Option<String>,
-    pub exit_code: Option<i32>,
-    pub log_tail: Option<String>,
-    pub recovery_action: &'static str,
-    pub occurred_at: Option<String>,
-    pub recovered_at: Option<String>,
+    id: String,
+    node_id: String,
+    node_name: String,
+    job_id: Option<String>,
+    frame_job_id: Option<String>,
+    crash_class: &'static str,
+    error_class: Option<String>,
+    exit_code: Option<i32>,
+    log_tail: Option<String>,
+    recovery_action: &'static str,
+    occurred_at: Option<String>,
+    recovered_at: Option<String>,
 }
 
 impl From<&pb::Crash> for CrashJson {
