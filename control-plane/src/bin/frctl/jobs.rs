@@ -79,7 +79,7 @@ pub async fn run(client: &Client, format: OutputFormat, command: JobsCommand) ->
                 }))
                 .await
                 .answer(client)?;
-            changed(format, response.job, None, "cancelled")?;
+            changed(format, response.job, None, "running chunks are stopped")?;
         }
         JobsCommand::Retry(job) => {
             let response = client
@@ -87,8 +87,8 @@ pub async fn run(client: &Client, format: OutputFormat, command: JobsCommand) ->
                 .retry_job(client.request(pb::RetryJobRequest { job_id: job.job_id }))
                 .await
                 .answer(client)?;
-            let verb = format!("retried; {} chunk(s) requeued", response.requeued_chunks);
-            changed(format, response.job, Some(response.requeued_chunks), &verb)?;
+            let note = format!("retried, {} chunk(s) requeued", response.requeued_chunks);
+            changed(format, response.job, Some(response.requeued_chunks), &note)?;
         }
     }
     Ok(0)
@@ -215,7 +215,7 @@ fn changed(
     format: OutputFormat,
     job: Option<pb::RenderJob>,
     requeued_chunks: Option<i32>,
-    verb: &str,
+    note: &str,
 ) -> anyhow::Result<()> {
     let job = job.unwrap_or_default();
     let json = JobChangeJson {
@@ -223,6 +223,6 @@ fn changed(
         requeued_chunks,
     };
     emit(format, &json, || {
-        outln!("job {} {verb}; status {}", job.id, job_status(job.status));
+        outln!("job {} is now {}: {note}", job.id, job_status(job.status));
     })
 }

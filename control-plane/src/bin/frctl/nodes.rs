@@ -100,14 +100,14 @@ pub async fn run(client: &Client, format: OutputFormat, command: NodesCommand) -
                 }))
                 .await
                 .answer(client)?;
-            let verb = match deadline {
+            let note = match deadline {
                 Some(deadline) => format!(
-                    "draining; what still runs in {} is requeued",
+                    "running chunks may finish; what still runs in {} is requeued",
                     duration::format(deadline)
                 ),
-                None => "draining; running chunks finish, no new work".to_owned(),
+                None => "running chunks finish, no new work is given".to_owned(),
             };
-            changed(format, response.node, None, &verb)
+            changed(format, response.node, None, &note)
         }
         NodesCommand::Undrain(node) => {
             let node_id = resolve(client, &node.node).await?;
@@ -116,7 +116,7 @@ pub async fn run(client: &Client, format: OutputFormat, command: NodesCommand) -
                 .undrain_node(client.request(pb::UndrainNodeRequest { node_id }))
                 .await
                 .answer(client)?;
-            changed(format, response.node, None, "back online")
+            changed(format, response.node, None, "it takes work again")
         }
         NodesCommand::Disable { node, reason } => {
             let node_id = resolve(client, &node.node).await?;
@@ -128,8 +128,8 @@ pub async fn run(client: &Client, format: OutputFormat, command: NodesCommand) -
                 }))
                 .await
                 .answer(client)?;
-            let verb = format!("disabled; {} running chunk(s) requeued", response.requeued_chunks);
-            changed(format, response.node, Some(response.requeued_chunks), &verb)
+            let note = format!("{} running chunk(s) requeued", response.requeued_chunks);
+            changed(format, response.node, Some(response.requeued_chunks), &note)
         }
         NodesCommand::Enable(node) => {
             let node_id = resolve(client, &node.node).await?;
@@ -138,7 +138,7 @@ pub async fn run(client: &Client, format: OutputFormat, command: NodesCommand) -
                 .enable_node(client.request(pb::EnableNodeRequest { node_id }))
                 .await
                 .answer(client)?;
-            changed(format, response.node, None, "enabled")
+            changed(format, response.node, None, "it takes work again")
         }
     }
 }
@@ -238,7 +238,7 @@ fn changed(
     format: OutputFormat,
     node: Option<pb::Node>,
     requeued_chunks: Option<i32>,
-    verb: &str,
+    note: &str,
 ) -> anyhow::Result<()> {
     let node = node.unwrap_or_default();
     let json = NodeChangeJson {
@@ -247,7 +247,7 @@ fn changed(
     };
     emit(format, &json, || {
         outln!(
-            "node {} ({}) is now {}: {verb}",
+            "node {} ({}) is now {}: {note}",
             node.name,
             short_id(&node.id),
             node_state(node.state)
