@@ -48,7 +48,8 @@ impl Run {
 
 /// A frctl command with a clean environment: no `FRCTL_*`, no config file, a scratch folder.
 pub fn command(args: &[&str]) -> tokio::process::Command {
-    let scratch = std::env::temp_dir().join(format!("frctl-test-{}", uuid::Uuid::new_v4()));
+    // One empty folder under target/ shared by every run: no `data/admin.token`, no config.
+    let scratch = flatrender_e2e::bin_dir().join("frctl-test-cwd");
     std::fs::create_dir_all(&scratch).unwrap();
     let mut command = tokio::process::Command::new(binary("frctl"));
     command
