@@ -105,6 +105,7 @@ fn frame_job_to_wire(row: &FrameJobRow) -> pb::FrameJob {
         frames_done: row.frames_done,
         last_error_class: row.last_error_class.clone().unwrap_or_default(),
         last_error: row.last_error.clone().unwrap_or_default(),
+        node_name: row.lease_node_name.clone().unwrap_or_default(),
     }
 }
 
@@ -331,6 +332,32 @@ impl AdminService for AdminApi {
         Ok(Response::new(pb::RequeueFramesResponse {
             frame_jobs: rows.iter().map(frame_job_to_wire).collect(),
             dry_run: message.dry_run,
+        }))
+    }
+
+    #[instrument(skip_all, fields(job_id = %request.get_ref().job_id))]
+    async fn list_frame_jobs(
+        &self,
+        request: Request<pb::ListFrameJobsRequest>,
+    ) -> Result<Response<pb::ListFrameJobsResponse>, Status> {
+        self.state.authorize(&request, ADMIN).await?;
+        let message = request.get_ref();
+        let job_id = JobId::parse_field(&message.job_id, "job_id").map_err(ControlPlaneError::from)?;
+        let states = message
+            .states
+            .iter()
+            .enumerate()
+            .map(|(index, state)| FrameJobState::from_wire(*state, &format!("states[{index}]")))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(ControlPlaneError::from)?;
+        // An unknown job is not found, not an empty list.
+        jobs::get(&self.state.pool, job_id).await?;
+        let mut connection = self.state.pool.acquire().await.map_err(ControlPlaneError::from)?;
+        let rows = db::frame_job_admin::list_for_job(&mut connection, job_id, &states)
+            .await
+            .map_err(ControlPlaneError::from)?;
+        Ok(Response::new(pb::ListFrameJobsResponse {
+            frame_jobs: rows.iter().map(frame_job_to_wire).collect(),
         }))
     }
 

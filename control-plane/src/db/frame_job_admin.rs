@@ -26,6 +26,8 @@ pub(crate) struct FrameJobRow {
     pub frames_done: i32,
     pub last_error_class: Option<String>,
     pub last_error: Option<String>,
+    /// Name of the node holding the lease.
+    pub lease_node_name: Option<String>,
 }
 
 /// Which chunks ops want to act on (fields combine with AND).
@@ -40,7 +42,11 @@ pub(crate) struct FrameSelector {
 
 const SELECT_COLUMNS: &str =
     "f.id, f.job_id, f.tenant_id, f.chunk_index, f.frame_start, f.frame_end, f.state, f.attempt,
-    f.lease_node_id, f.lease_expires_at, f.frames_done, f.last_error_class, f.last_error";
+    f.lease_node_id, f.lease_expires_at, f.frames_done, f.last_error_class, f.last_error,
+    n.name AS lease_node_name";
+
+/// Joined by every chunk query so rows carry the lease holder's name.
+const NODE_JOIN: &str = "LEFT JOIN render.nodes n ON n.id = f.lease_node_id";
 
 /// Chunks matching `selector` in jobs that were not cancelled, at most `limit`; locked when
 /// `for_update`.
@@ -53,7 +59,7 @@ pub(crate) async fn select(
     let states: Vec<&str> = selector.states.iter().map(FrameJobState::as_str).collect();
     let lock = if for_update { "FOR UPDATE OF f" } else { "" };
     let rows = sqlx::query_as::<_, FrameJobRow>(&format!(
-        "SELECT {SELECT_COLUMNS} FROM render.frame_jobs f JOIN render.render_jobs j ON j.id = f.job_id
+        "SELECT {SELECT_COLUMNS} FROM render.frame_jobs f JOIN render.render_jobs j ON j.id = f.job_id {NODE_JOIN}
          WHERE ($1::uuid IS NULL OR f.job_id = $1) AND ($2::uuid IS NULL OR f.lease_node_id = $2)
            AND ($3::uuid IS NULL OR f.tenant_id = $3) AND f.state = ANY($4::text[])
            AND ($5::text IS NULL OR f.last_error_class = $5) AND j.status <> 'cancelled'
@@ -73,10 +79,30 @@ pub(crate) async fn select(
 /// Chunks currently leased by a node.
 pub(crate) async fn running_on(connection: &mut PgConnection, node_id: NodeId) -> Result<Vec<FrameJobRow>, DbError> {
     let rows = sqlx::query_as::<_, FrameJobRow>(&format!(
-        "SELECT {SELECT_COLUMNS} FROM render.frame_jobs f WHERE f.lease_node_id = $1 AND f.state = 'leased'
+        "SELECT {SELECT_COLUMNS} FROM render.frame_jobs f {NODE_JOIN}
+         WHERE f.lease_node_id = $1 AND f.state = 'leased'
          ORDER BY f.leased_at"
     ))
     .bind(node_id.as_uuid())
+    .fetch_all(connection)
+    .await?;
+    Ok(rows)
+}
+
+/// Every chunk of `job_id` in `states` (all states when empty), in chunk order.
+pub(crate) async fn list_for_job(
+    connection: &mut PgConnection,
+    job_id: JobId,
+    states: &[FrameJobState],
+) -> Result<Vec<FrameJobRow>, DbError> {
+    let states: Vec<&str> = states.iter().map(FrameJobState::as_str).collect();
+    let rows = sqlx::query_as::<_, FrameJobRow>(&format!(
+        "SELECT {SELECT_COLUMNS} FROM render.frame_jobs f {NODE_JOIN}
+         WHERE f.job_id = $1 AND (cardinality($2::text[]) = 0 OR f.state = ANY($2::text[]))
+         ORDER BY f.chunk_index"
+    ))
+    .bind(job_id.as_uuid())
+    .bind(states)
     .fetch_all(connection)
     .await?;
     Ok(rows)

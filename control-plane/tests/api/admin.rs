@@ -241,6 +241,81 @@ async fn requeue_dry_run_moves_nothing() {
     );
 }
 
+/// ListFrameJobs returns every chunk of a job in order with the lease holder's name, filters by
+/// state, and names the field of a bad request; an unknown job is not found.
+#[tokio::test]
+async fn frame_jobs_are_listed_by_job_with_node_names() {
+    let farm = Farm::start().await;
+    let job = farm.submit(TenantId::new_random(), 0, 29, HASH_A).await;
+    let mut node = farm.register("node-a", &[]).await;
+    assert_eq!(node.acquire(2).await.len(), 2);
+    let mut admin = farm.admin().await;
+    let list = |job_id: String, states: Vec<i32>| pb::ListFrameJobsRequest { job_id, states };
+
+    let all = admin
+        .list_frame_jobs(authed(list(job.id.clone(), vec![]), &farm.admin_token))
+        .await
+        .unwrap()
+        .into_inner()
+        .frame_jobs;
+    assert_eq!(
+        all.iter().map(|chunk| chunk.chunk_index).collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
+    let leased: Vec<&pb::FrameJob> = all
+        .iter()
+        .filter(|chunk| chunk.state() == pb::FrameJobState::Leased)
+        .collect();
+    assert_eq!(leased.len(), 2);
+    assert!(
+        leased
+            .iter()
+            .all(|chunk| chunk.node_name == "node-a" && chunk.node_id == node.id)
+    );
+    let pending = all
+        .iter()
+        .find(|chunk| chunk.state() == pb::FrameJobState::Pending)
+        .unwrap();
+    assert!(pending.node_name.is_empty() && pending.node_id.is_empty());
+
+    let only_pending = admin
+        .list_frame_jobs(authed(
+            list(job.id.clone(), vec![pb::FrameJobState::Pending as i32]),
+            &farm.admin_token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .frame_jobs;
+    assert_eq!(only_pending.len(), 1);
+
+    let bad_state = admin
+        .list_frame_jobs(authed(list(job.id.clone(), vec![0]), &farm.admin_token))
+        .await
+        .unwrap_err();
+    assert_eq!(bad_state.code(), tonic::Code::InvalidArgument);
+    assert!(bad_state.message().contains("states[0]"), "{bad_state:?}");
+    let bad_id = admin
+        .list_frame_jobs(authed(list("nope".into(), vec![]), &farm.admin_token))
+        .await
+        .unwrap_err();
+    assert_eq!(bad_id.code(), tonic::Code::InvalidArgument);
+    assert!(bad_id.message().contains("job_id"), "{bad_id:?}");
+    let unknown = admin
+        .list_frame_jobs(authed(
+            list(uuid::Uuid::new_v4().to_string(), vec![]),
+            &farm.admin_token,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+    let denied = admin
+        .list_frame_jobs(authed(list(job.id.clone(), vec![]), &farm.service_token))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+}
+
 /// Health samples from heartbeats land in the partitioned table, in batches.
 #[tokio::test]
 async fn health_samples_are_ingested() {
