@@ -113,14 +113,24 @@ async fn watch_once(
         .await
         .context("WatchRenderJob")?
         .into_inner();
-    while let Some(message) = stream.message().await.context("WatchRenderJob stream")? {
+    let mut redraw = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        let message = tokio::select! {
+            message = stream.message() => message.context("WatchRenderJob stream")?,
+            _ = redraw.tick() => {
+                display.tick();
+                continue;
+            }
+        };
+        let Some(message) = message else {
+            return Ok(None);
+        };
         let Some(job) = message.job else { continue };
         display.update(&job);
         if is_terminal_status(job.status()) {
             return Ok(Some(job));
         }
     }
-    Ok(None)
 }
 
 /// Cancels the job (best effort: used when a run is interrupted, so the next run starts clean).

@@ -133,7 +133,7 @@ pub async fn run(options: Options) -> anyhow::Result<Outcome> {
         () = shutdown_signal() => Ok(Outcome::Interrupted),
     };
     if outcome.as_ref().is_ok_and(|outcome| *outcome == Outcome::Completed) && options.keep {
-        print_try_it(&farm, &settings);
+        print_try_it(&farm, &settings, job_id.as_deref().unwrap_or("JOB_ID"));
         shutdown_signal().await;
     }
     if outcome.is_err() {
@@ -284,15 +284,21 @@ fn chunk_frames(num_frames: u32, num_agents: u32) -> u32 {
     num_frames.div_ceil(num_agents.max(1) * 4).clamp(1, 10_000)
 }
 
-fn print_try_it(farm: &DemoFarm, settings: &FarmSettings) {
-    let token_file = settings.admin_token_file();
+fn print_try_it(farm: &DemoFarm, settings: &FarmSettings, job_id: &str) {
+    // frctl is built with the workspace; not on PATH in a fresh clone, so name the built one.
+    let built_frctl = settings.bin_dir.join("frctl");
+    let program = if built_frctl.exists() {
+        built_frctl.display().to_string()
+    } else {
+        "frctl".to_owned()
+    };
     let frctl = format!(
-        "frctl --endpoint {} --token-file {}",
+        "{program} --endpoint {} --token-file {}",
         farm.endpoint,
-        token_file.display()
+        settings.admin_token_file().display()
     );
     say!("\nthe farm keeps running (--keep); try, from another terminal:");
-    for command in ["nodes list", "jobs list", "stats"] {
+    for command in ["nodes list", "jobs list", &format!("jobs show {job_id}"), "stats"] {
         say!("  {frctl} {command}");
     }
     if let Some(http) = farm.http {
@@ -301,20 +307,23 @@ fn print_try_it(farm: &DemoFarm, settings: &FarmSettings) {
     say!("press Ctrl-C to stop it");
 }
 
-/// Completes on Ctrl-C (SIGINT) or SIGTERM.
+/// Completes on Ctrl-C (SIGINT), SIGTERM, or SIGHUP (the terminal went away): the children run
+/// in their own process groups, so only we can stop them.
 async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    use tokio::signal::unix::{SignalKind, signal};
+    let wait_for = |kind: SignalKind| async move {
+        match signal(kind) {
+            Ok(mut stream) => {
+                stream.recv().await;
             }
-            // Without a SIGTERM handler Ctrl-C still works.
+            // Without this handler the other signals still work.
             Err(_) => std::future::pending::<()>().await,
         }
     };
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
+        () = wait_for(SignalKind::interrupt()) => {}
+        () = wait_for(SignalKind::terminate()) => {}
+        () = wait_for(SignalKind::hangup()) => {}
     }
     say!("\ninterrupted");
 }

@@ -18,6 +18,7 @@ pub struct ProgressDisplay {
     last_frames_done: i32,
     last_plain_line: Option<Instant>,
     line_open: bool,
+    last_job: Option<pb::RenderJob>,
 }
 
 impl ProgressDisplay {
@@ -30,6 +31,7 @@ impl ProgressDisplay {
             last_frames_done: -1,
             last_plain_line: None,
             line_open: false,
+            last_job: None,
         }
     }
 
@@ -56,6 +58,17 @@ impl ProgressDisplay {
             }
         }
         self.last_status = Some(job.status());
+        self.last_job = Some(job.clone());
+    }
+
+    /// Redraws the terminal line so the elapsed time keeps moving between updates.
+    pub fn tick(&mut self) {
+        if !self.terminal || is_terminal_status(self.last_status.unwrap_or_default()) {
+            return;
+        }
+        if let Some(job) = self.last_job.take() {
+            self.update(&job);
+        }
     }
 
     /// Ends the redrawn line so that what follows starts on a new one.
