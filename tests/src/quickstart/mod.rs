@@ -242,7 +242,8 @@ async fn report(
         status_name(done.status()),
         done.failure_reason
     );
-    let frames_on_disk = summary::count_frames(&output_dir, "png");
+    let frame_files = summary::frame_files(&output_dir, "png");
+    let frames_on_disk = frame_files.len();
     anyhow::ensure!(
         frames_on_disk >= usize::try_from(num_frames).unwrap_or(usize::MAX),
         "job {} completed but only {frames_on_disk} of {num_frames} frames are in {}",
@@ -263,8 +264,9 @@ async fn report(
     say!("\njob {} completed", done.id);
     say!("  output   {}", output_dir.display());
     say!(
-        "           {frames_on_disk} PNG frames, {}_00000.png … (written by the aerender double)",
-        job::OUTPUT_NAME
+        "           {frames_on_disk} PNG frames, {} … {} (written by the aerender double)",
+        frame_files.first().map_or("", String::as_str),
+        frame_files.last().map_or("", String::as_str)
     );
     say!(
         "  frames   {num_frames} in {:.1}s from submission to completion",

@@ -36,16 +36,19 @@ pub fn counter_value(exposition: &str, name: &str) -> Option<u64> {
     })
 }
 
-/// Number of files in `dir` with extension `extension` (the rendered frames).
-pub fn count_frames(dir: &Path, extension: &str) -> usize {
-    std::fs::read_dir(dir)
+/// Names of the files in `dir` with extension `extension` (the rendered frames), sorted.
+pub fn frame_files(dir: &Path, extension: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
         .map(|entries| {
             entries
                 .flatten()
                 .filter(|entry| entry.path().extension().is_some_and(|found| found == extension))
-                .count()
+                .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                .collect()
         })
-        .unwrap_or(0)
+        .unwrap_or_default();
+    names.sort();
+    names
 }
 
 /// `demo-node-1 22 frames, demo-node-2 18 frames`.
@@ -81,15 +84,15 @@ mod tests {
         assert_eq!(counter_value("# EOF\n", FRAMES_RENDERED_METRIC), None);
     }
 
-    /// Frames are counted by extension, other files ignored; a missing folder has none.
+    /// Frames are found by extension and sorted, other files ignored; a missing folder has none.
     #[test]
-    fn count_frames_counts_by_extension() {
+    fn frame_files_lists_frames_in_order() {
         let dir = tempfile::tempdir().unwrap();
-        for name in ["a_00000.png", "a_00001.png", "notes.txt"] {
+        for name in ["a00001.png", "notes.txt", "a00000.png"] {
             std::fs::write(dir.path().join(name), b"x").unwrap();
         }
-        assert_eq!(count_frames(dir.path(), "png"), 2);
-        assert_eq!(count_frames(&dir.path().join("missing"), "png"), 0);
+        assert_eq!(frame_files(dir.path(), "png"), ["a00000.png", "a00001.png"]);
+        assert!(frame_files(&dir.path().join("missing"), "png").is_empty());
     }
 
     /// Each node is named with its frames, or said to be unreadable.
