@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole check, as CI runs it: set-up, format, lints, build, then every test against a private
-# PostgreSQL started for this run and stopped at the end.
+# PostgreSQL started for this run and stopped at the end, then the quickstart (scripts/demo.sh's
+# farm) end to end, checking that it leaves no process behind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,3 +32,38 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --locked --no-fail-fast "$@"
 fi
+
+# The quickstart, kept short, on a fresh data folder: what a newcomer's first run does.
+demo_dir="$pg_dir/demo"
+mkdir -p "$demo_dir"
+demo_dir=$(cd "$demo_dir" && pwd -P)
+target_dir=$(cd "${CARGO_TARGET_DIR:-target}" && pwd -P)
+# "pid command line" of every process of this checkout's farm binaries, and of every process
+# carrying the quickstart's marker for our data folder (FR_QUICKSTART_DIR, inherited by the
+# aerender double's children and PostgreSQL) or naming that folder (postgres -D).
+farm_processes() {
+  local proc exe
+  for proc in /proc/[0-9]*; do
+    exe=$(readlink "$proc/exe" 2>/dev/null) || continue
+    case "$exe" in
+      "$target_dir"/debug/control-plane | "$target_dir"/debug/node-agent | "$target_dir"/debug/fake-aerender) ;;
+      *)
+        grep -qzxF "FR_QUICKSTART_DIR=$demo_dir" "$proc/environ" 2>/dev/null \
+          || grep -qzF "$demo_dir" "$proc/cmdline" 2>/dev/null || continue
+        ;;
+    esac
+    printf '%s %s\n' "${proc#/proc/}" "$(tr '\0' ' ' <"$proc/cmdline" 2>/dev/null)"
+  done
+}
+before=" $(farm_processes | cut -d' ' -f1 | tr '\n' ' ') "
+echo "== quickstart" >&2
+"$target_dir/debug/quickstart" --frames 40 --timeout 120 --data-dir "$demo_dir" </dev/null
+left=$(farm_processes | while read -r pid command_line; do
+  case "$before" in *" $pid "*) ;; *) printf '%s %s\n' "$pid" "$command_line" ;; esac
+done)
+if [ -n "$left" ]; then
+  echo "FAIL: the quickstart left processes running:" >&2
+  printf '%s\n' "$left" >&2
+  exit 1
+fi
+echo "== quickstart: rendered the sample job and left no process behind" >&2

@@ -4,6 +4,8 @@
 //!
 //! The binaries are the ones `cargo build --workspace --bins` put next to the test executable
 //! (`scripts/test.sh` builds them first). Everything started here is killed on drop.
+//!
+//! `quickstart` holds the `quickstart` binary's farm orchestration (`scripts/demo.sh`).
 
 use std::{
     collections::HashMap,
@@ -20,6 +22,8 @@ use flatrender_proto::{
     types::{TenantId, TokenKind},
 };
 use tonic::{Request, transport::Channel};
+
+pub mod quickstart;
 
 /// A project file the double understands: one comp of 25 fps.
 pub fn project_file(comp: &str, frames: i32) -> Vec<u8> {
@@ -64,12 +68,15 @@ pub struct TemplateServer {
 impl TemplateServer {
     /// Starts on a free loopback port.
     pub async fn start() -> Self {
+        Self::try_start().await.expect("start template server")
+    }
+
+    /// Starts on a free loopback port, or says why it could not.
+    pub async fn try_start() -> std::io::Result<Self> {
         let files: Arc<std::sync::Mutex<HashMap<String, Vec<u8>>>> = Arc::default();
         let hits: Arc<std::sync::Mutex<HashMap<String, usize>>> = Arc::default();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind template server");
-        let address = listener.local_addr().expect("address");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?;
         let (served, counted) = (files.clone(), hits.clone());
         let router = axum::Router::new().route(
             "/{*path}",
@@ -87,12 +94,12 @@ impl TemplateServer {
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
         });
-        Self {
+        Ok(Self {
             base_url: format!("http://{address}"),
             hits,
             files,
             task,
-        }
+        })
     }
 
     /// Publishes `bytes` at `/path`; returns (url, BLAKE3 hex, size).

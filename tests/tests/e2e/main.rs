@@ -7,6 +7,7 @@
 
 mod failures;
 mod operations;
+mod quickstart;
 mod rendering;
 
 use std::path::PathBuf;
