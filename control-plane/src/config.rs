@@ -14,6 +14,16 @@ use thiserror::Error;
 /// Prefix of the environment variables that configure the control plane.
 pub const ENV_PREFIX: &str = "FLATRENDER_";
 
+/// `FLATRENDER_` variables that are not settings: the config file and migrate URL (command-line
+/// flags' variables), the PostgreSQL binaries folder, and the node agent's own prefix (both may
+/// share a machine's environment).
+pub const NOT_CONFIG_ENV: &[&str] = &[
+    "FLATRENDER_CONFIG",
+    "FLATRENDER_MIGRATE_URL",
+    "FLATRENDER_PG_BIN_DIR",
+    "FLATRENDER_AGENT_",
+];
+
 /// A configuration problem, naming the key.
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -214,7 +224,7 @@ impl Config {
         vars: impl IntoIterator<Item = (String, String)>,
         overrides: &[String],
     ) -> Result<Self, ConfigError> {
-        let config: Config = load_layered(file, ENV_PREFIX, vars, overrides)?;
+        let config: Config = load_layered(file, ENV_PREFIX, NOT_CONFIG_ENV, vars, overrides)?;
         config.validate()?;
         Ok(config)
     }
@@ -362,6 +372,23 @@ mod tests {
         assert_eq!(config.dispatch.lease_ttl_seconds, 90);
         assert_eq!(config.dispatch.chunk_frames, 20);
         assert_eq!(config.dispatch.max_attempts, 5);
+    }
+
+    /// The config-file variable, the PostgreSQL binaries folder and the agent's settings are not
+    /// control-plane keys: `serve` starts with them set (it refused to before).
+    #[test]
+    fn variables_that_are_not_settings_are_ignored() {
+        let config = Config::load(
+            None,
+            vars(&[
+                ("FLATRENDER_CONFIG", "/etc/flatrender/cp.toml"),
+                ("FLATRENDER_PG_BIN_DIR", "/usr/lib/postgresql/15/bin"),
+                ("FLATRENDER_AGENT_NODE__NAME", "render-01"),
+            ]),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(config, Config::default());
     }
 
     /// Unknown keys, wrong types and bad values are refused, naming the key.

@@ -11,6 +11,9 @@ use thiserror::Error;
 /// Prefix of the environment variables that configure the agent.
 pub const ENV_PREFIX: &str = "FLATRENDER_AGENT_";
 
+/// `FLATRENDER_AGENT_` variables that are not settings (the `--config` flag's variable).
+pub const NOT_CONFIG_ENV: &[&str] = &["FLATRENDER_AGENT_CONFIG"];
+
 /// A configuration problem, naming the key.
 #[derive(Debug, Error)]
 pub enum AgentConfigError {
@@ -285,7 +288,7 @@ impl AgentConfig {
         vars: impl IntoIterator<Item = (String, String)>,
         overrides: &[String],
     ) -> Result<Self, AgentConfigError> {
-        let mut config: AgentConfig = load_layered(file, ENV_PREFIX, vars, overrides)?;
+        let mut config: AgentConfig = load_layered(file, ENV_PREFIX, NOT_CONFIG_ENV, vars, overrides)?;
         if config.node.name.is_empty() {
             config.node.name = default_node_name();
         }

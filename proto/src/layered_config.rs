@@ -32,10 +32,13 @@ pub enum LayeredConfigError {
 
 /// Loads `T`: its `Default`, then `file`, then the `env_prefix`-ed variables among `vars`, then
 /// `overrides`. Environment values keep the default's type: integers and booleans are parsed,
-/// lists are comma-separated, anything else is a string.
+/// lists are comma-separated, anything else is a string. `not_config` names variables under the
+/// prefix that are not settings (a config-file path, another program's prefix when it ends in
+/// `_`); every other prefixed variable must be a known key, so a misspelt one is an error.
 pub fn load_layered<T: Serialize + DeserializeOwned + Default>(
     file: Option<&Path>,
     env_prefix: &str,
+    not_config: &[&str],
     vars: impl IntoIterator<Item = (String, String)>,
     overrides: &[String],
 ) -> Result<T, LayeredConfigError> {
@@ -57,6 +60,15 @@ pub fn load_layered<T: Serialize + DeserializeOwned + Default>(
     let mut env_vars: Vec<(String, String)> = vars
         .into_iter()
         .filter(|(name, _)| name.starts_with(env_prefix))
+        .filter(|(name, _)| {
+            !not_config.iter().any(|skip| {
+                if skip.ends_with('_') {
+                    name.starts_with(skip)
+                } else {
+                    name == skip
+                }
+            })
+        })
         .collect();
     env_vars.sort();
     for (name, value) in env_vars {
@@ -172,6 +184,7 @@ mod tests {
         let loaded: Sample = load_layered(
             None,
             "APP_",
+            &[],
             vars(&[
                 ("APP_SECTION__COUNT", "5"),
                 ("APP_SECTION__LIST", "a, b"),
@@ -191,12 +204,34 @@ mod tests {
         );
     }
 
+    /// Variables named as not settings are skipped (exact names, and prefixes ending in `_`);
+    /// every other prefixed variable still has to be a known key.
+    #[test]
+    fn variables_that_are_not_settings_are_skipped() {
+        let loaded: Sample = load_layered(
+            None,
+            "APP_",
+            &["APP_CONFIG", "APP_OTHER_"],
+            vars(&[
+                ("APP_CONFIG", "/etc/app.toml"),
+                ("APP_OTHER_SECTION__X", "1"),
+                ("APP_SECTION__COUNT", "2"),
+            ]),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(loaded.section.count, 2);
+        let error =
+            load_layered::<Sample>(None, "APP_", &["APP_CONFIG"], vars(&[("APP_CONFIGS", "x")]), &[]).unwrap_err();
+        assert!(error.to_string().contains("APP_CONFIGS"), "{error}");
+    }
+
     /// Unknown keys and bad values name the key.
     #[test]
     fn errors_name_the_key() {
-        let error = load_layered::<Sample>(None, "APP_", vars(&[("APP_SECTION__NOPE", "1")]), &[]).unwrap_err();
+        let error = load_layered::<Sample>(None, "APP_", &[], vars(&[("APP_SECTION__NOPE", "1")]), &[]).unwrap_err();
         assert!(error.to_string().contains("section.nope"), "{error}");
-        let error = load_layered::<Sample>(None, "APP_", vec![], &["section.count=x".into()]).unwrap_err();
+        let error = load_layered::<Sample>(None, "APP_", &[], vec![], &["section.count=x".into()]).unwrap_err();
         assert!(
             error.to_string().contains("section.count must be an integer"),
             "{error}"
