@@ -190,7 +190,9 @@ async fn render(
             format!("cannot create {}: {error}", output_dir.display()),
         )
     })?;
-    let pattern_path = supervisor::output_pattern(&output_dir, stem.as_str(), &config.aerender.frame_extension);
+    // `<name>_00012.png`, as OutputSettings.output_name documents.
+    let file_stem = format!("{}_", stem.as_str());
+    let pattern_path = supervisor::output_pattern(&output_dir, &file_stem, &config.aerender.frame_extension);
     let (_, pattern) = FramePattern::from_output_path(&pattern_path).map_err(|error| {
         Failed::before_render(CrashClass::Unknown, RecoveryAction::RetryElsewhere, error.to_string())
     })?;

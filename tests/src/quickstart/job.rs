@@ -17,7 +17,7 @@ const DEMO_TENANT: &str = "00000000-0000-0000-0000-000000000001";
 pub const SAMPLE_COMP: &str = "Main";
 /// Frame rate of the sample project.
 const SAMPLE_FPS: f64 = 25.0;
-/// Base name of the frame files (the agent writes `quickstart00000.png`, …).
+/// Base name of the frame files (the agent writes `quickstart_00000.png`, …).
 const OUTPUT_NAME: &str = "quickstart";
 
 /// The sample project: one 25 fps composition of `num_frames` frames. A real job would point at
