@@ -108,8 +108,12 @@ async fn wrong_token_exits_3_and_config_file_works() {
     ])
     .await
     .expect_code(0);
-    // Without a selector, frames requeue refuses before moving anything.
+    // Without a selector, frames requeue refuses before moving anything, even before it needs
+    // a token.
     let run = frctl(&farm, &["frames", "requeue", "--state", "failed"]).await;
+    run.expect_code(2);
+    assert!(run.stderr.contains("--job"), "{run:?}");
+    let run = frctl_raw(&["--endpoint", &farm.endpoint, "frames", "requeue"]).await;
     run.expect_code(2);
     assert!(run.stderr.contains("--job"), "{run:?}");
 }

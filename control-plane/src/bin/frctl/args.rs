@@ -192,8 +192,10 @@ pub enum FramesCommand {
     Requeue(RequeueArgs),
 }
 
-/// Selector and safety flags of `frames requeue`.
+/// Selector and safety flags of `frames requeue`. At least one selector is required (`--state`
+/// only narrows them); clap checks it before any token or connection is needed.
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("selector").required(true).multiple(true).args(["job", "node", "tenant", "error_class"])))]
 pub struct RequeueArgs {
     /// Chunks of this job.
     #[arg(long, value_name = "JOB_ID")]

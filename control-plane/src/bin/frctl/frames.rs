@@ -27,14 +27,6 @@ struct RequeueJson {
 
 /// Runs `frames requeue`.
 pub async fn requeue(client: &Client, format: OutputFormat, args: RequeueArgs) -> anyhow::Result<()> {
-    if args.job.is_none() && args.node.is_none() && args.tenant.is_none() && args.error_class.is_none() {
-        return Err(Failure::new(
-            exit::USAGE,
-            "frames requeue needs at least one selector: --job, --node, --tenant or --error-class \
-             (--state only narrows them)",
-        )
-        .into());
-    }
     let node_id = match &args.node {
         Some(node) => resolve(client, node).await?,
         None => String::new(),
