@@ -20,6 +20,7 @@ pub mod doctor;
 pub mod health;
 pub mod install;
 pub mod leases;
+pub mod logfile;
 pub mod metrics;
 pub mod outbox;
 pub mod probe;

@@ -6,7 +6,13 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use flatrender_node_agent::{aerender_log, config::AgentConfig, doctor, install, service::Agent};
+use flatrender_node_agent::{
+    aerender_log,
+    config::AgentConfig,
+    doctor, install,
+    logfile::{self, RotatingLog},
+    service::Agent,
+};
 use tokio_util::sync::CancellationToken;
 
 /// FlatRender node agent: renders frame chunks with After Effects for the FlatRender farm.
@@ -45,6 +51,10 @@ enum Command {
     Run {
         #[command(flatten)]
         config: ConfigArgs,
+        /// Write the agent's log to this file (rotated at 32 MiB, 4 old files kept) instead of
+        /// stderr; the Windows service uses it, having no console.
+        #[arg(long, value_name = "FILE")]
+        log_file: Option<PathBuf>,
     },
     /// Check aerender, disks, folders and the control plane, and say what to fix.
     Doctor {
@@ -100,8 +110,8 @@ fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Command::ParseLog { file } => parse_log_command(&file),
-        Command::Run { config } => {
-            init_tracing();
+        Command::Run { config, log_file } => {
+            init_tracing(log_file.as_deref())?;
             let config = config.load()?;
             run(config)
         }
@@ -194,12 +204,21 @@ fn service_command(action: ServiceAction) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn init_tracing() {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+fn init_tracing(log_file: Option<&Path>) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match log_file {
+        Some(path) => {
+            let log = RotatingLog::open(path, logfile::DEFAULT_MAX_BYTES, logfile::DEFAULT_KEEP)
+                .with_context(|| format!("cannot open the log file {}", path.display()))?;
+            builder.with_writer(std::sync::Arc::new(log)).with_ansi(false).init();
+        }
+        None => builder
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
+    Ok(())
 }
 
 async fn stop_on_signal(shutdown: CancellationToken) {

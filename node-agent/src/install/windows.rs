@@ -41,6 +41,15 @@ fn raw_os_error(error: &windows_service::Error) -> Option<i32> {
     }
 }
 
+/// The service's arguments: the spec's, plus `--log-file <log_dir>\agent.log`, because a service
+/// has no console and its stderr goes nowhere.
+fn service_arguments(spec: &ServiceSpec) -> Vec<OsString> {
+    let mut arguments: Vec<OsString> = spec.args.iter().map(OsString::from).collect();
+    arguments.push("--log-file".into());
+    arguments.push(spec.log_dir.join("agent.log").into_os_string());
+    arguments
+}
+
 /// Creates (or reconfigures) the service, sets its failure actions and starts it.
 pub fn install(spec: &ServiceSpec) -> ServiceResult<InstallReport> {
     let mut report = InstallReport::default();
@@ -57,7 +66,7 @@ pub fn install(spec: &ServiceSpec) -> ServiceResult<InstallReport> {
         start_type: ServiceStartType::AutoStart,
         error_control: ServiceErrorControl::Normal,
         executable_path: spec.executable.clone(),
-        launch_arguments: spec.args.iter().map(OsString::from).collect(),
+        launch_arguments: service_arguments(spec),
         dependencies: vec![],
         account_name: spec.user.as_ref().map(OsString::from),
         account_password: None,

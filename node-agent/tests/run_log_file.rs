@@ -1,0 +1,56 @@
+//! `node-agent run --log-file FILE` (what the Windows service runs): the agent's log goes to the
+//! file, without terminal colour codes, and not to stderr.
+
+use std::{
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use tokio::time::Instant;
+
+/// The log lines of a starting agent land in the file named by `--log-file`.
+#[tokio::test]
+async fn run_writes_its_log_to_the_log_file() {
+    let dir = tempfile::tempdir().expect("scratch folder");
+    let log = dir.path().join("logs").join("agent.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_node-agent"))
+        .arg("run")
+        .arg("--log-file")
+        .arg(&log)
+        // Nothing listens on port 1: the agent starts, logs, and keeps retrying registration.
+        .env("FLATRENDER_AGENT_CONTROL_PLANE__ENDPOINTS", "http://127.0.0.1:1")
+        .env("FLATRENDER_AGENT_CONTROL_PLANE__JOIN_TOKEN", "fr_join_test")
+        .env("FLATRENDER_AGENT_NODE__NAME", "log-file-test")
+        .env("FLATRENDER_AGENT_NODE__STATE_DIR", dir.path().join("state"))
+        .env("FLATRENDER_AGENT_CACHE__DIR", dir.path().join("cache"))
+        .env("FLATRENDER_AGENT_AERENDER__PATH", "/bin/sh")
+        .env("FLATRENDER_AGENT_AERENDER__OUTPUT_ROOT", dir.path().join("renders"))
+        .env("FLATRENDER_AGENT_METRICS__LISTEN", "")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node-agent starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut text = String::new();
+    while Instant::now() < deadline {
+        text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("template cache opened") || child.try_wait().ok().flatten().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = child.kill();
+    let output = child.wait_with_output().expect("node-agent exits");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        text.contains("template cache opened"),
+        "log file: {text:?}\nstderr: {stderr}"
+    );
+    assert!(!text.contains('\u{1b}'), "no colour codes in a file: {text:?}");
+    assert!(
+        !stderr.contains("template cache opened"),
+        "the log goes to the file only: {stderr}"
+    );
+}
