@@ -96,6 +96,9 @@ pub struct NodeConfig {
     pub state_dir: PathBuf,
     /// On stop, how long running chunks may take to finish before they are handed back.
     pub shutdown_grace_seconds: u64,
+    /// aerender's raw logs under `<state_dir>/render-logs/` are removed after this many days
+    /// (0: kept forever).
+    pub render_log_retention_days: u64,
 }
 
 impl Default for NodeConfig {
@@ -106,6 +109,7 @@ impl Default for NodeConfig {
             max_leases: 1,
             state_dir: PathBuf::from("agent-state"),
             shutdown_grace_seconds: 60,
+            render_log_retention_days: 14,
         }
     }
 }

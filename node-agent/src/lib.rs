@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod probe;
 pub mod recovery;
+pub mod render_logs;
 pub mod runner;
 pub mod service;
 pub mod supervisor;

@@ -216,6 +216,11 @@ impl Agent {
         tasks.spawn(self.clone().heartbeat_loop(background.clone()));
         tasks.spawn(self.clone().health_loop(background.clone()));
         tasks.spawn(self.delivery.clone().run(background.clone()));
+        tasks.spawn(crate::render_logs::prune_loop(
+            self.config.node.state_dir.clone(),
+            self.config.node.render_log_retention_days,
+            background.clone(),
+        ));
         if !self.config.metrics.listen.is_empty() {
             let listener = tokio::net::TcpListener::bind(&self.config.metrics.listen).await?;
             info!(listen = %listener.local_addr()?, "agent metrics listening");

@@ -267,7 +267,7 @@ async fn render(
         )
         .await;
         context.metrics.set_aerender_running(false);
-        keep_raw_log(&config.node.state_dir, &assignment.job_id, &tag, &record.raw_log).await;
+        crate::render_logs::keep(&config.node.state_dir, &assignment.job_id, &tag, &record.raw_log).await;
         if let Some(first_frame) = record.time_to_first_frame {
             context.metrics.observe_time_to_first_frame(first_frame.as_secs_f64());
         }
@@ -402,28 +402,6 @@ fn spawn_progress_report(
             Err(error) => warn!(%error, "progress report not delivered; the heartbeat keeps the lease"),
         }
     });
-}
-
-/// Keeps aerender's raw output under `<state_dir>/render-logs/<job>/`, for people debugging a
-/// template; a failure to write it is logged, never fatal.
-async fn keep_raw_log(state_dir: &Path, job_id: &str, tag: &str, bytes: &[u8]) {
-    let dir = state_dir.join("render-logs").join(job_id);
-    let name: String = tag
-        .rsplit('/')
-        .take(2)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect::<Vec<_>>()
-        .join("-");
-    let path = dir.join(format!("{name}.log"));
-    let written = async {
-        tokio::fs::create_dir_all(&dir).await?;
-        tokio::fs::write(&path, bytes).await
-    };
-    if let Err(error) = written.await {
-        warn!(path = %path.display(), %error, "could not keep the aerender log");
-    }
 }
 
 /// Deletes frame files of the stretch that are present but implausible (truncated by a crash).
