@@ -43,6 +43,8 @@ have_pg_server || missing+=(postgresql-15)
 command -v x86_64-w64-mingw32-gcc >/dev/null || missing+=(gcc-mingw-w64-x86-64)
 command -v psql >/dev/null || missing+=(postgresql-client-15)
 command -v cc >/dev/null || missing+=(build-essential)
+# The TLS end-to-end test makes its throwaway CA and server certificate with openssl.
+command -v openssl >/dev/null || missing+=(openssl)
 if [ "${#missing[@]}" -gt 0 ]; then
   apt_install "${missing[@]}"
 fi

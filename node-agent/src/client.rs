@@ -12,7 +12,10 @@ use std::{
 
 use flatrender_proto::pb::{self, node_service_client::NodeServiceClient};
 use thiserror::Error;
-use tonic::{Code, Request, Status, transport::Channel};
+use tonic::{
+    Code, Request, Status,
+    transport::{Certificate, Channel, ClientTlsConfig, Endpoint},
+};
 use tracing::{debug, warn};
 
 /// Why a call did not succeed.
@@ -41,9 +44,25 @@ impl ClientError {
     }
 }
 
+/// A gRPC endpoint for `url`: TLS trusting only `ca_pem` for `https://`, plaintext for `http://`.
+pub fn endpoint(url: &str, ca_pem: Option<&[u8]>) -> Result<Endpoint, String> {
+    let endpoint = Channel::from_shared(url.to_owned())
+        .map_err(|error| format!("bad endpoint {url}: {error}"))?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_keepalive(Some(Duration::from_secs(30)));
+    if !url.starts_with("https://") {
+        return Ok(endpoint);
+    }
+    let ca = ca_pem.ok_or_else(|| format!("{url} uses TLS: set control_plane.ca_cert"))?;
+    endpoint
+        .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca)))
+        .map_err(|error| format!("TLS for {url}: {error}"))
+}
+
 /// Client for `NodeService` over several endpoints.
 pub struct ControlPlaneClient {
     endpoints: Vec<String>,
+    ca_pem: Option<Vec<u8>>,
     channels: Mutex<Vec<Option<Channel>>>,
     preferred: AtomicUsize,
     token: Mutex<String>,
@@ -51,11 +70,13 @@ pub struct ControlPlaneClient {
 }
 
 impl ControlPlaneClient {
-    /// A client over `endpoints` (tried in order) with `timeout` per ordinary call.
-    pub fn new(endpoints: Vec<String>, timeout: Duration) -> Self {
+    /// A client over `endpoints` (tried in order) with `timeout` per ordinary call; `ca_pem`
+    /// is the CA trusted for `https://` endpoints.
+    pub fn new(endpoints: Vec<String>, timeout: Duration, ca_pem: Option<Vec<u8>>) -> Self {
         let channels = Mutex::new(vec![None; endpoints.len()]);
         Self {
             endpoints,
+            ca_pem,
             channels,
             preferred: AtomicUsize::new(0),
             token: Mutex::new(String::new()),
@@ -72,10 +93,7 @@ impl ControlPlaneClient {
         if let Some(channel) = lock(&self.channels)[index].clone() {
             return Ok(channel);
         }
-        let endpoint = Channel::from_shared(self.endpoints[index].clone())
-            .map_err(|error| ClientError::Unreachable(format!("bad endpoint {}: {error}", self.endpoints[index])))?
-            .connect_timeout(Duration::from_secs(5))
-            .tcp_keepalive(Some(Duration::from_secs(30)));
+        let endpoint = endpoint(&self.endpoints[index], self.ca_pem.as_deref()).map_err(ClientError::Unreachable)?;
         // Lazy: connects on first use and reconnects by itself after a failure.
         let channel = endpoint.connect_lazy();
         lock(&self.channels)[index] = Some(channel.clone());

@@ -68,6 +68,9 @@ pub struct ControlPlaneConfig {
     pub request_timeout_seconds: u64,
     /// Long-poll wait passed to `AcquireWork`.
     pub acquire_wait_seconds: u64,
+    /// PEM of the CA that signed the control plane's certificate; required for `https://`
+    /// endpoints (the agent trusts nothing else).
+    pub ca_cert: PathBuf,
 }
 
 impl Default for ControlPlaneConfig {
@@ -78,6 +81,7 @@ impl Default for ControlPlaneConfig {
             join_token_file: PathBuf::new(),
             request_timeout_seconds: 20,
             acquire_wait_seconds: 20,
+            ca_cert: PathBuf::new(),
         }
     }
 }
@@ -322,6 +326,18 @@ impl AgentConfig {
                 format!("{bad:?} must start with http:// or https://"),
             );
         }
+        if self.control_plane.ca_cert.as_os_str().is_empty()
+            && self
+                .control_plane
+                .endpoints
+                .iter()
+                .any(|endpoint| endpoint.starts_with("https://"))
+        {
+            return invalid(
+                "control_plane.ca_cert",
+                "required for https:// endpoints: the PEM of the CA that signed the control plane's certificate",
+            );
+        }
         if self.control_plane.acquire_wait_seconds > 60 {
             return invalid("control_plane.acquire_wait_seconds", "must be at most 60");
         }
@@ -460,5 +476,18 @@ mod tests {
                 .to_string()
                 .contains("token create --kind join")
         );
+    }
+
+    /// An https:// endpoint needs the CA to trust; the error names the key.
+    #[test]
+    fn https_endpoints_need_a_ca() {
+        let https = ["control_plane.endpoints=https://cp.internal:50051".to_string()];
+        let error = AgentConfig::load(None, vec![], &https).unwrap_err();
+        assert!(error.to_string().contains("control_plane.ca_cert"), "{error}");
+        let with_ca = [
+            https[0].clone(),
+            "control_plane.ca_cert=/etc/flatrender/ca.pem".to_string(),
+        ];
+        assert!(AgentConfig::load(None, vec![], &with_ca).is_ok());
     }
 }

@@ -79,7 +79,7 @@ pub async fn run_checks(config: &AgentConfig) -> Vec<Check> {
         Err(error) => Check::fail("join token", error.to_string()),
     });
     for endpoint in &config.control_plane.endpoints {
-        checks.push(reachable(endpoint).await);
+        checks.push(reachable(endpoint, &config.control_plane.ca_cert).await);
     }
     checks
 }
@@ -126,11 +126,21 @@ fn disk_space(dir: &Path) -> Check {
     }
 }
 
-async fn reachable(endpoint: &str) -> Check {
+async fn reachable(endpoint: &str, ca_cert: &Path) -> Check {
     let name = format!("control plane {endpoint}");
-    let channel = match tonic::transport::Channel::from_shared(endpoint.to_owned()) {
-        Ok(channel) => channel.connect_timeout(Duration::from_secs(5)),
-        Err(error) => return Check::fail(&name, format!("not a valid URL: {error}")),
+    let ca_pem = if ca_cert.as_os_str().is_empty() {
+        None
+    } else {
+        match std::fs::read(ca_cert) {
+            Ok(pem) => Some(pem),
+            Err(error) => {
+                return Check::fail(&name, format!("control_plane.ca_cert {}: {error}", ca_cert.display()));
+            }
+        }
+    };
+    let channel = match crate::client::endpoint(endpoint, ca_pem.as_deref()) {
+        Ok(channel) => channel,
+        Err(error) => return Check::fail(&name, error),
     };
     match tokio::time::timeout(Duration::from_secs(6), channel.connect()).await {
         Ok(Ok(_)) => Check::pass(&name, "reachable"),

@@ -12,6 +12,7 @@ use std::{
     time::Duration,
 };
 
+use anyhow::Context;
 use flatrender_proto::{
     pb,
     types::{CrashClass, NodeState, RecoveryAction},
@@ -109,9 +110,19 @@ impl Agent {
                 max_bytes: config.outbox.max_bytes,
             },
         )?);
+        let ca_pem = if config.control_plane.ca_cert.as_os_str().is_empty() {
+            None
+        } else {
+            let path = &config.control_plane.ca_cert;
+            Some(
+                std::fs::read(path)
+                    .with_context(|| format!("control_plane.ca_cert: cannot read {}", path.display()))?,
+            )
+        };
         let client = Arc::new(ControlPlaneClient::new(
             config.control_plane.endpoints.clone(),
             Duration::from_secs(config.control_plane.request_timeout_seconds),
+            ca_pem,
         ));
         let metrics = Arc::new(AgentMetrics::new());
         let delivery = Arc::new(Delivery::new(client.clone(), outbox.clone(), metrics.clone()));

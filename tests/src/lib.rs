@@ -243,10 +243,31 @@ impl Farm {
 
     /// Publishes a project with `comp` of `frames` frames and submits a job over `first..=last`.
     pub async fn submit(&self, name: &str, comp: &str, frames: i32, first: i32, last: i32) -> pb::RenderJob {
+        let request = self.submit_request(name, comp, frames, first, last);
+        self.render()
+            .await
+            .submit_render_job(authed(request, &self.service_token))
+            .await
+            .expect("submit")
+            .into_inner()
+            .job
+            .expect("job")
+    }
+
+    /// Publishes a project with `comp` of `frames` frames; the request for a job over
+    /// `first..=last` (for tests that submit over a channel of their own).
+    pub fn submit_request(
+        &self,
+        name: &str,
+        comp: &str,
+        frames: i32,
+        first: i32,
+        last: i32,
+    ) -> pb::SubmitRenderJobRequest {
         let (url, hash, size) = self
             .templates
             .publish(&format!("{name}.aep"), project_file(comp, frames));
-        let request = pb::SubmitRenderJobRequest {
+        pb::SubmitRenderJobRequest {
             tenant_id: TenantId::new_random().to_string(),
             user_id: uuid::Uuid::new_v4().to_string(),
             template: Some(pb::TemplateRef {
@@ -268,15 +289,7 @@ impl Farm {
                 ..Default::default()
             }),
             ..Default::default()
-        };
-        self.render()
-            .await
-            .submit_render_job(authed(request, &self.service_token))
-            .await
-            .expect("submit")
-            .into_inner()
-            .job
-            .expect("job")
+        }
     }
 
     /// Reads a job.

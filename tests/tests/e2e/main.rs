@@ -9,6 +9,7 @@ mod failures;
 mod operations;
 mod quickstart;
 mod rendering;
+mod tls;
 
 use std::path::PathBuf;
 

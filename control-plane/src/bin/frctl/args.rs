@@ -24,7 +24,7 @@ Exit codes:
 Token lookup, first found wins: --token, FRCTL_TOKEN, --token-file / FRCTL_TOKEN_FILE, the config
 file's `token` then `token_file`, then ./data/admin.token (written by scripts/run.sh).
 Config file: --config / FRCTL_CONFIG, default $XDG_CONFIG_HOME/flatrender/frctl.toml or
-~/.config/flatrender/frctl.toml, keys `endpoint`, `token`, `token_file`.
+~/.config/flatrender/frctl.toml, keys `endpoint`, `token`, `token_file`, `ca_cert`.
 Reference: docs/frctl.md";
 
 /// `frctl`: drive a FlatRender render farm (nodes, jobs, frames, crashes, cache, partitions, tokens).
@@ -57,7 +57,10 @@ pub struct GlobalArgs {
     /// File holding the admin token secret.
     #[arg(long, global = true, env = "FRCTL_TOKEN_FILE", value_name = "PATH")]
     pub token_file: Option<PathBuf>,
-    /// Config file (TOML: endpoint, token, token_file).
+    /// PEM of the CA that signed the control plane's certificate, for https:// endpoints.
+    #[arg(long, global = true, env = "FRCTL_CA_CERT", value_name = "PATH")]
+    pub ca_cert: Option<PathBuf>,
+    /// Config file (TOML: endpoint, token, token_file, ca_cert).
     #[arg(long, global = true, env = "FRCTL_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
     /// Output format: human tables or the stable JSON contract.

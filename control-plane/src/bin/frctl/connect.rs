@@ -12,7 +12,7 @@ use serde::Deserialize;
 use tonic::{
     Code, Request, Status,
     metadata::MetadataValue,
-    transport::{Channel, Endpoint},
+    transport::{Certificate, Channel, ClientTlsConfig, Endpoint},
 };
 
 use crate::args::GlobalArgs;
@@ -76,6 +76,7 @@ struct ConfigFile {
     endpoint: Option<String>,
     token: Option<String>,
     token_file: Option<PathBuf>,
+    ca_cert: Option<PathBuf>,
 }
 
 /// Resolved connection settings.
@@ -87,6 +88,8 @@ pub struct Settings {
     pub token: String,
     /// Per-request time limit.
     pub timeout: Duration,
+    /// The CA trusted for an `https://` endpoint (PEM).
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 fn default_config_path() -> Option<PathBuf> {
@@ -120,7 +123,7 @@ fn load_config(explicit: Option<&Path>) -> Result<ConfigFile, Failure> {
         Failure::new(
             exit::USAGE,
             format!(
-                "config file {} is invalid (keys: endpoint, token, token_file): {error}",
+                "config file {} is invalid (keys: endpoint, token, token_file, ca_cert): {error}",
                 path.display()
             ),
         )
@@ -174,10 +177,20 @@ impl Settings {
                 ),
             ));
         };
+        let ca_pem = match global.ca_cert.as_ref().or(config.ca_cert.as_ref()) {
+            Some(path) => Some(std::fs::read(path).map_err(|error| {
+                Failure::new(
+                    exit::USAGE,
+                    format!("cannot read --ca-cert {}: {error}", path.display()),
+                )
+            })?),
+            None => None,
+        };
         Ok(Self {
             endpoint,
             token,
             timeout: Duration::from_secs(global.timeout),
+            ca_pem,
         })
     }
 }
@@ -249,6 +262,21 @@ async fn open_channel(settings: &Settings, timeout: Option<Duration>) -> Result<
         })?
         .connect_timeout(settings.timeout)
         .tcp_keepalive(Some(Duration::from_secs(30)));
+    if settings.endpoint.starts_with("https://") {
+        let ca = settings.ca_pem.as_deref().ok_or_else(|| {
+            Failure::new(
+                exit::USAGE,
+                format!(
+                    "{} uses TLS: pass --ca-cert (or FRCTL_CA_CERT, or ca_cert in the config file) with the PEM of \
+                     the CA that signed the control plane's certificate",
+                    settings.endpoint
+                ),
+            )
+        })?;
+        endpoint = endpoint
+            .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca)))
+            .map_err(|error| Failure::new(exit::USAGE, format!("TLS for {}: {error}", settings.endpoint)))?;
+    }
     endpoint = match timeout {
         Some(timeout) => endpoint.timeout(timeout),
         // A long-lived stream has no request time limit; HTTP/2 pings notice a peer that
@@ -312,6 +340,16 @@ pub fn status_failure(status: &Status, endpoint: &str) -> Failure {
         Code::FailedPrecondition | Code::AlreadyExists | Code::Aborted => {
             Failure::new(exit::CONFLICT, format!("conflict: {message}"))
         }
+        // The control plane never answers UNKNOWN itself: this is the client's view of a
+        // connection that broke below gRPC (transport or HTTP/2 error), e.g. plaintext sent to a
+        // TLS listener.
+        Code::Unknown => Failure::new(
+            exit::UNREACHABLE,
+            format!(
+                "could not talk to the control plane at {endpoint} ({message}): check the address, and \
+                 if it serves TLS use https:// with --ca-cert"
+            ),
+        ),
         code => Failure::new(exit::UNEXPECTED, format!("control plane error ({code:?}): {message}")),
     }
 }
@@ -347,6 +385,8 @@ mod tests {
             (Status::failed_precondition("running"), exit::CONFLICT),
             (Status::already_exists("dup"), exit::CONFLICT),
             (Status::internal("boom"), exit::UNEXPECTED),
+            (Status::unknown("h2 protocol error: http2 error"), exit::UNREACHABLE),
+            (Status::unknown("transport error"), exit::UNREACHABLE),
         ];
         for (status, code) in cases {
             assert_eq!(status_failure(&status, endpoint).code, code, "{status:?}");
