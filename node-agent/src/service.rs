@@ -84,7 +84,8 @@ impl Agent {
     pub async fn start(config: AgentConfig) -> anyhow::Result<Arc<Self>> {
         let config = Arc::new(config);
         std::fs::create_dir_all(&config.node.state_dir)?;
-        let swept = supervisor::sweep_tagged(&process_tag_prefix(&config.node), config.kill_grace()).await;
+        let tag_prefix = process_tag_prefix(&config.node);
+        let swept = supervisor::sweep_tagged(&tag_prefix, config.kill_grace()).await;
         if !swept.signalled.is_empty() {
             warn!(
                 processes = swept.signalled.len(),
@@ -134,6 +135,7 @@ impl Agent {
                 outbox,
                 metrics,
                 install,
+                process_tag_prefix: tag_prefix,
             }),
             delivery,
             config: config.clone(),
@@ -509,7 +511,7 @@ impl Agent {
 
     /// Runs `aerender -version`: a node whose aerender starts and answers is healthy again.
     async fn probe(self: Arc<Self>) {
-        let tag = format!("{}probe", process_tag_prefix(&self.config.node));
+        let tag = format!("{}probe", self.chunk.process_tag_prefix);
         let ok = crate::probe::probe(&self.chunk.install.path, &tag, self.config.kill_grace()).await;
         info!(ok, "probe render");
         if ok {

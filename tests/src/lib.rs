@@ -342,6 +342,16 @@ impl Farm {
             .join("\n")
     }
 
+    /// The id of the node registered as `name`.
+    pub async fn node_id(&self, name: &str) -> String {
+        sqlx::query_scalar::<_, uuid::Uuid>("SELECT id FROM render.nodes WHERE name = $1")
+            .bind(name)
+            .fetch_one(self.db.pool())
+            .await
+            .expect("node registered")
+            .to_string()
+    }
+
     /// One number from SQL.
     pub async fn count(&self, sql: &str) -> i64 {
         sqlx::query_scalar(sql).fetch_one(self.db.pool()).await.expect("query")
@@ -487,20 +497,32 @@ impl Drop for Agent {
 /// tests running side by side do not see each other's renders.
 pub fn leftover_processes(agent: &Agent) -> Vec<u32> {
     let marker = format!("FAKE_AERENDER_STATE_DIR={}", agent.fake_state_dir.display()).into_bytes();
+    processes_where_env(|vars| {
+        vars.iter().any(|var| var.starts_with(b"FLATRENDER_PROCESS_TAG=")) && vars.contains(&marker.as_slice())
+    })
+}
+
+/// The processes (other than this one) whose environment variables (`NAME=value` each) satisfy
+/// `matches`, found through `/proc`. Processes that vanish or cannot be read (zombies have an
+/// empty environment) are skipped.
+pub fn processes_where_env(matches: impl Fn(&[&[u8]]) -> bool) -> Vec<u32> {
+    let own_pid = std::process::id();
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
-    entries
+    let mut pids: Vec<u32> = entries
         .flatten()
         .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != own_pid)
         .filter(|pid| {
-            let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
-                return false;
-            };
-            let vars: Vec<&[u8]> = environ.split(|byte| *byte == 0).collect();
-            vars.iter().any(|var| var.starts_with(b"FLATRENDER_PROCESS_TAG=")) && vars.contains(&marker.as_slice())
+            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {
+                let vars: Vec<&[u8]> = environ.split(|byte| *byte == 0).collect();
+                matches(&vars)
+            })
         })
-        .collect()
+        .collect();
+    pids.sort_unstable();
+    pids
 }
 
 /// Kills what `agent`'s renders left behind (after the agent was killed itself).

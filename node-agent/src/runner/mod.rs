@@ -46,6 +46,8 @@ pub struct ChunkContext {
     pub metrics: Arc<AgentMetrics>,
     /// The aerender to run.
     pub install: AerenderInstall,
+    /// Prefix of this agent's process tags (see [`crate::service::process_tag_prefix`]).
+    pub process_tag_prefix: String,
 }
 
 /// How a chunk ended, for the crash-loop detector and back-off.
@@ -225,12 +227,7 @@ async fn render(
             &output,
         );
         let args = command.build_args(context.install.version.as_deref());
-        let tag = format!(
-            "{}{}/{}",
-            crate::service::process_tag_prefix(&config.node),
-            assignment.frame_job_id,
-            first
-        );
+        let tag = format!("{}{}/{}", context.process_tag_prefix, assignment.frame_job_id, first);
         let process = supervisor::spawn(&context.install.path, &args, &[], &tag).map_err(|error| {
             Failed::before_render(
                 CrashClass::LaunchFailure,

@@ -17,7 +17,8 @@ use anyhow::Context;
 use nix::{sys::signal::Signal, unistd::Pid};
 
 /// Environment variable carrying the quickstart's data folder into every process it starts.
-// Not `FLATRENDER_*`: the control plane reads every such variable as a configuration key.
+// Not `FLATRENDER_*`: the control plane refuses unknown `FLATRENDER_*` variables as misspelt
+// settings.
 pub const MARKER_VAR: &str = "FR_QUICKSTART_DIR";
 
 /// A child process of the quickstart, killed if dropped while running.
@@ -97,19 +98,9 @@ pub struct MarkedProcess {
 /// Every process (but this one) whose environment carries the marker for `data_dir`.
 pub fn marked_processes(data_dir: &Path) -> Vec<MarkedProcess> {
     let wanted = format!("{MARKER_VAR}={}", data_dir.display()).into_bytes();
-    let own_pid = std::process::id();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut found: Vec<MarkedProcess> = entries
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| u32::try_from(*pid).is_ok_and(|pid| pid != own_pid))
-        .filter(|pid| {
-            // Unreadable (gone, or a zombie with an empty environment): not ours to handle.
-            std::fs::read(format!("/proc/{pid}/environ"))
-                .is_ok_and(|environ| environ.split(|byte| *byte == 0).any(|var| var == wanted.as_slice()))
-        })
+    crate::processes_where_env(|vars| vars.contains(&wanted.as_slice()))
+        .into_iter()
+        .filter_map(|pid| i32::try_from(pid).ok())
         .map(|pid| MarkedProcess {
             pid,
             program: std::fs::read_link(format!("/proc/{pid}/exe"))
@@ -120,9 +111,7 @@ pub fn marked_processes(data_dir: &Path) -> Vec<MarkedProcess> {
                 .map(|bytes| String::from_utf8_lossy(&bytes).replace('\0', " ").trim().to_owned())
                 .unwrap_or_default(),
         })
-        .collect();
-    found.sort_by_key(|process| process.pid);
-    found
+        .collect()
 }
 
 /// Stops what an earlier, killed quickstart left running on `data_dir`: the agents and control

@@ -18,15 +18,6 @@ async fn admin(farm: &Farm) -> AdminServiceClient<Channel> {
     )
 }
 
-async fn node_id(farm: &Farm, name: &str) -> String {
-    sqlx::query_scalar::<_, uuid::Uuid>("SELECT id FROM render.nodes WHERE name = $1")
-        .bind(name)
-        .fetch_one(farm.db.pool())
-        .await
-        .unwrap()
-        .to_string()
-}
-
 /// Drain lets the running chunk finish and takes no more; the node ends drained.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_finishes_the_running_chunk_and_takes_no_more() {
@@ -40,7 +31,7 @@ async fn drain_finishes_the_running_chunk_and_takes_no_more() {
     })
     .await;
     assert!(leased);
-    let id = node_id(&farm, "node-a").await;
+    let id = farm.node_id("node-a").await;
     admin(&farm)
         .await
         .drain_node(authed(
@@ -101,7 +92,7 @@ async fn repeated_crashes_quarantine_the_node() {
             .await
             >= 3
     );
-    let id = node_id(&farm, "node-crashy").await;
+    let id = farm.node_id("node-crashy").await;
     admin(&farm)
         .await
         .enable_node(authed(pb::EnableNodeRequest { node_id: id }, &farm.admin_token))

@@ -101,13 +101,3 @@ pub fn farm_args<'a>(farm: &'a Farm, args: &[&'a str]) -> Vec<&'a str> {
 pub async fn frctl(farm: &Farm, args: &[&str]) -> Run {
     frctl_raw(&farm_args(farm, args)).await
 }
-
-/// The id of the node named `name`.
-pub async fn node_id(farm: &Farm, name: &str) -> String {
-    sqlx::query_scalar::<_, uuid::Uuid>("SELECT id FROM render.nodes WHERE name = $1")
-        .bind(name)
-        .fetch_one(farm.db.pool())
-        .await
-        .unwrap()
-        .to_string()
-}

@@ -5,7 +5,7 @@ use std::time::Duration;
 use flatrender_e2e::{Farm, wait_until};
 use flatrender_proto::pb;
 
-use crate::{fake_aerender, frctl, node_id};
+use crate::{fake_aerender, frctl};
 
 /// list, show, cache show, drain, undrain, disable, enable on a live node; unknown nodes are
 /// exit 4 and a state conflict exit 6.
@@ -16,7 +16,7 @@ async fn nodes_are_listed_shown_and_moved_between_states() {
     let _agent = farm.agent("node-a", &fake_aerender(), &[]);
     let done = farm.wait_terminal(&job.id, Duration::from_secs(60)).await;
     assert_eq!(done.status(), pb::JobStatus::Completed);
-    let id = node_id(&farm, "node-a").await;
+    let id = farm.node_id("node-a").await;
 
     let listed = frctl(&farm, &["--output", "json", "nodes", "list"]).await;
     let listed = listed.expect_code(0).json();
