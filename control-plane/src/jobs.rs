@@ -219,15 +219,17 @@ impl Job {
 
 /// Frames per chunk for a job of `frames` frames: at most `chunk_frames`, and small enough that
 /// a short job still makes `min_chunks` chunks when it has that many frames.
-pub fn chunk_size_for(frames: i32, config: &DispatchConfig) -> i32 {
-    let spread = (frames + config.min_chunks_per_job - 1) / config.min_chunks_per_job;
-    spread.clamp(1, config.chunk_frames)
+pub fn chunk_size_for(frames: i64, config: &DispatchConfig) -> i32 {
+    let min_chunks = i64::from(config.min_chunks_per_job.max(1));
+    let spread = frames.saturating_add(min_chunks - 1) / min_chunks;
+    // Clamped into 1..=chunk_frames, so the narrowing cannot fail.
+    i32::try_from(spread.clamp(1, i64::from(config.chunk_frames.max(1)))).unwrap_or(1)
 }
 
 /// Submits a job: one transaction inserts the job and all its chunks and wakes waiting nodes.
 /// Returns the job and whether it was created (false: the idempotency key matched).
 pub async fn submit(pool: &PgPool, job: &NewJob, config: &DispatchConfig) -> ControlPlaneResult<(Job, bool)> {
-    if job.frame_range.len() > config.max_frames_per_job {
+    if job.frame_range.len() > i64::from(config.max_frames_per_job) {
         return Err(flatrender_proto::types::FieldError::new(
             "frame_range",
             format!(

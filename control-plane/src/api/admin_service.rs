@@ -229,16 +229,17 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::DrainNodeResponse>, Status> {
         self.state.authorize(&request, ADMIN).await?;
         let message = request.get_ref();
-        let deadline = match message.deadline.as_ref() {
-            None => None,
-            Some(deadline) => {
-                let duration = convert::from_duration(Some(deadline))
-                    .ok_or_else(|| ControlPlaneError::from(FieldError::new("deadline", "must not be negative")))?;
-                let duration = chrono::Duration::from_std(duration)
-                    .map_err(|_| ControlPlaneError::from(FieldError::new("deadline", "is too long")))?;
-                Some(Utc::now() + duration)
-            }
-        };
+        let deadline =
+            match message.deadline.as_ref() {
+                None => None,
+                Some(deadline) => {
+                    let duration = convert::from_duration(Some(deadline))
+                        .ok_or_else(|| ControlPlaneError::from(FieldError::new("deadline", "must not be negative")))?;
+                    Some(convert::from_now(duration).ok_or_else(|| {
+                        ControlPlaneError::from(FieldError::new("deadline", "is too far in the future"))
+                    })?)
+                }
+            };
         let (node, _) = self
             .transition(
                 &message.node_id,
@@ -567,9 +568,11 @@ impl AdminService for AdminApi {
             Some(ttl) => {
                 let ttl = convert::from_duration(Some(ttl))
                     .filter(|ttl| !ttl.is_zero())
-                    .and_then(|ttl| chrono::Duration::from_std(ttl).ok())
                     .ok_or_else(|| ControlPlaneError::from(FieldError::new("ttl", "must be positive")))?;
-                Some(Utc::now() + ttl)
+                Some(
+                    convert::from_now(ttl)
+                        .ok_or_else(|| ControlPlaneError::from(FieldError::new("ttl", "is too far in the future")))?,
+                )
             }
         };
         let scope = (!tenant_ids.is_empty()).then_some(tenant_ids.as_slice());

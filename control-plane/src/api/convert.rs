@@ -44,6 +44,12 @@ pub fn from_duration(value: Option<&prost_types::Duration>) -> Option<Duration> 
     ))
 }
 
+/// Now plus `duration`; `None` when that is past what a timestamp can hold (a client-chosen
+/// duration must never overflow into a panic).
+pub fn from_now(duration: Duration) -> Option<DateTime<Utc>> {
+    Utc::now().checked_add_signed(chrono::Duration::from_std(duration).ok()?)
+}
+
 /// A wire timestamp as a chrono time.
 pub fn from_timestamp(value: Option<&prost_types::Timestamp>) -> Option<DateTime<Utc>> {
     let value = value?;

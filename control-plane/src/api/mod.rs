@@ -6,10 +6,12 @@
 //! - `admin_service`: ops.
 //! - `status`: the one `ControlPlaneError` → `tonic::Status` mapping.
 //! - `convert`: domain → protobuf.
+//! - `oversize`: over-size requests answer `RESOURCE_EXHAUSTED`.
 
 pub mod admin_service;
 pub mod convert;
 pub mod node_service;
+pub mod oversize;
 pub mod render_service;
 pub mod status;
 

@@ -116,7 +116,7 @@ pub(crate) async fn insert_with_chunks(
     .bind(&job.requirements.tags)
     .bind(chunk_size)
     .bind(max_attempts)
-    .bind(job.frame_range.len())
+    .bind(i32::try_from(job.frame_range.len()).unwrap_or(i32::MAX))
     .bind(i32::try_from(chunks.len()).unwrap_or(i32::MAX))
     .fetch_optional(&mut *connection)
     .await?;

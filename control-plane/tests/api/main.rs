@@ -5,6 +5,7 @@
 
 mod admin;
 mod dispatch;
+mod hardening;
 mod jobs;
 mod leases;
 mod security;

@@ -34,9 +34,9 @@ impl FrameRange {
         self.end
     }
 
-    /// Number of frames.
-    pub const fn len(&self) -> i32 {
-        self.end - self.start + 1
+    /// Number of frames. Widened: `0..=i32::MAX` holds 2^31 frames, one more than `i32` counts.
+    pub const fn len(&self) -> i64 {
+        self.end as i64 - self.start as i64 + 1
     }
 
     /// Never true: a range holds at least one frame.
@@ -309,6 +309,9 @@ mod tests {
         );
         let range = FrameRange::new(0, 0, "r").unwrap();
         assert_eq!(range.len(), 1);
+        // The widest range a client can send must not overflow (it once panicked the handler).
+        let widest = FrameRange::new(0, i32::MAX, "frame_range").unwrap();
+        assert_eq!(widest.len(), 1_i64 << 31);
         assert!(range.contains(0) && !range.contains(1));
     }
 
