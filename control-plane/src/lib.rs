@@ -9,6 +9,7 @@
 //! - `leases`: renewal, progress, completion, failure, and the reaper.
 //! - `nodes`: registration, node state machine, coalesced liveness.
 //! - `health`: batched health-sample ingestion. `partitions`: monthly partition upkeep.
+//! - `readiness`: one database probe behind `/readyz` and gRPC health.
 //! - `auth`: bearer tokens. `metrics`: Prometheus. `error`: the crate's error type.
 //! - `db`: repositories (plain SQL), the SQLSTATE classifier and the migration runner.
 //! - `embedded_pg` / `embedded`: the private PostgreSQL used when no database URL is configured.
@@ -28,6 +29,7 @@ pub mod leases;
 pub mod metrics;
 pub mod nodes;
 pub mod partitions;
+pub mod readiness;
 pub mod server;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

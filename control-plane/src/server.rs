@@ -1,6 +1,7 @@
 //! Wires the control plane together: database (configured, or the embedded private cluster),
 //! background tasks, the gRPC listener (three services, health checking, reflection) and the
-//! HTTP listener (`/metrics`, `/healthz`, `/readyz`). `run` returns after a graceful shutdown.
+//! HTTP listener (`/metrics`, `/healthz`, `/readyz`; readiness and gRPC health follow one
+//! probe, `readiness`). `run` returns after a graceful shutdown.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -23,6 +24,7 @@ use crate::{
     metrics::Metrics,
     nodes::NodeRegistry,
     partitions,
+    readiness::Readiness,
 };
 
 /// Addresses a running control plane actually bound (ports may have been 0).
@@ -70,6 +72,8 @@ pub async fn run(
     ));
     let background = CancellationToken::new();
     let health = HealthIngest::start(pool.clone(), &config.health, metrics.clone(), background.clone());
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    let readiness = Readiness::new(health_reporter).await;
     let state = Arc::new(AppState {
         pool: pool.clone(),
         config: config.clone(),
@@ -79,6 +83,7 @@ pub async fn run(
         renewer: LeaseRenewer::start(pool.clone(), config.dispatch.lease_ttl()),
         health,
         metrics: metrics.clone(),
+        readiness: readiness.clone(),
     });
 
     let mut tasks = tokio::task::JoinSet::new();
@@ -101,6 +106,8 @@ pub async fn run(
         background.clone(),
     ));
     tasks.spawn(metrics.clone().run(pool.clone(), background.clone()));
+    // Readiness stops with the listeners, so probes say "not serving" while they drain.
+    tasks.spawn(readiness.clone().run(pool.clone(), shutdown.clone()));
 
     let grpc_listener = TcpListener::bind(&config.server.grpc_listen).await?;
     let http_listener = TcpListener::bind(&config.server.http_listen).await?;
@@ -124,17 +131,6 @@ pub async fn run(
         }
     });
 
-    let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    for name in [
-        "flatrender.render.v1.RenderService",
-        "flatrender.render.v1.NodeService",
-        "flatrender.render.v1.AdminService",
-        "",
-    ] {
-        health_reporter
-            .set_service_status(name, tonic_health::ServingStatus::Serving)
-            .await;
-    }
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -191,12 +187,10 @@ fn http_router(state: Arc<AppState>) -> Router {
         .route(
             "/readyz",
             get(|State(state): State<Arc<AppState>>| async move {
-                match sqlx::query("SELECT 1").execute(&state.pool).await {
-                    Ok(_) => (StatusCode::OK, "ready".to_owned()),
-                    Err(error) => (
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        format!("database unreachable: {error}"),
-                    ),
+                // The last verdict of the readiness loop: never waits on the database.
+                match state.readiness.state() {
+                    (true, reason) => (StatusCode::OK, reason),
+                    (false, reason) => (StatusCode::SERVICE_UNAVAILABLE, reason),
                 }
             }),
         )

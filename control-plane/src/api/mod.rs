@@ -29,6 +29,7 @@ use crate::{
     leases::LeaseRenewer,
     metrics::Metrics,
     nodes::NodeRegistry,
+    readiness::Readiness,
 };
 
 /// Everything the handlers share.
@@ -49,6 +50,8 @@ pub struct AppState {
     pub health: HealthIngest,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// Database reachability, shared by `/readyz` and gRPC health.
+    pub readiness: Arc<Readiness>,
 }
 
 impl AppState {

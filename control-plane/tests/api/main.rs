@@ -5,6 +5,7 @@
 
 mod admin;
 mod dispatch;
+mod faults;
 mod hardening;
 mod jobs;
 mod leases;

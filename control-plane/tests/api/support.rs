@@ -86,6 +86,16 @@ impl Farm {
             .connect(&self.db.url())
             .await
             .unwrap();
+        self.serve_with_pool(config, pool).await
+    }
+
+    /// Starts one more control plane on `pool` (a pool of a test's own making: its size,
+    /// timeouts, or a route through a fault-injecting proxy).
+    pub async fn serve_with_pool(
+        &self,
+        config: Config,
+        pool: sqlx::PgPool,
+    ) -> (SocketAddr, SocketAddr, tokio::task::JoinHandle<()>) {
         let (bound_sender, bound_receiver) = tokio::sync::oneshot::channel();
         let shutdown = self.shutdown.clone();
         let handle = tokio::spawn(async move {
@@ -344,4 +354,23 @@ where
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A plain HTTP/1.1 GET over a TCP socket; returns the status code and the body.
+pub async fn http_get(address: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, body)| body).to_owned();
+    (status, body)
 }
