@@ -172,6 +172,20 @@ impl DispatchConfig {
     pub fn node_offline_after(&self) -> Duration {
         Duration::from_secs(self.node_offline_after_seconds)
     }
+
+    /// A gap this long between any two reaper passes (of all replicas together) means the
+    /// control plane could not hear nodes: an outage, after which every node and lease gets its
+    /// full grace again. Longer than a heartbeat period and than ten reaper periods, so a slow
+    /// pass on a busy machine is not mistaken for one.
+    /// It stays under half a lease and half the offline time, so any outage long enough to
+    /// hurt a node is noticed.
+    pub fn outage_gap(&self) -> Duration {
+        self.heartbeat_interval()
+            .max(Duration::from_millis(self.reaper_interval_ms.saturating_mul(10)))
+            .max(Duration::from_secs(5))
+            .min(self.lease_ttl() / 2)
+            .min(self.node_offline_after() / 2)
+    }
 }
 
 /// `[health]`.

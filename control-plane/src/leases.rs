@@ -112,7 +112,9 @@ pub async fn complete(
     completions: &[Completion],
     metrics: &Metrics,
 ) -> ControlPlaneResult<Vec<(FrameJobId, CompletionVerdict)>> {
+    let chunks: Vec<FrameJobId> = completions.iter().map(|completion| completion.frame_job_id).collect();
     let mut transaction = pool.begin().await?;
+    db::frame_jobs::lock_jobs_of_leases(&mut transaction, &LeaseSelector::Chunks(&chunks)).await?;
     let (verdicts, mut finished_jobs) = db::frame_jobs::complete(&mut transaction, node_id, completions).await?;
     if verdicts
         .iter()
@@ -185,6 +187,7 @@ pub async fn fail(
         .clone()
         .unwrap_or_else(|| report.crash_class.to_string());
     let mut transaction = pool.begin().await?;
+    db::frame_jobs::lock_jobs_of_leases(&mut transaction, &LeaseSelector::Chunks(&[report.frame_job_id])).await?;
     let row = db::frame_jobs::fail(
         &mut transaction,
         &lease,
@@ -316,23 +319,44 @@ impl Reaper {
     }
 
     /// One pass: expired leases, silent nodes, drain deadlines, finished drains.
+    ///
+    /// Silence and expiry count from the later of a node's last report and the moment the
+    /// control plane became able to hear it again (the beacon): a node is never punished for
+    /// an outage of ours or of the database.
     pub async fn pass(&self) -> ControlPlaneResult<()> {
-        let mut transaction = self.pool.begin().await?;
-        let expired = db::frame_jobs::requeue_leases(
-            &mut transaction,
-            LeaseSelector::Expired(REAP_BATCH),
-            true,
-            "lease_expired",
-            "lease expired without renewal",
-        )
-        .await?;
-        let mut requeued = self.settle(&mut transaction, &expired, "lease expired").await?;
-        transaction.commit().await?;
+        // What this replica heard is in the database before anyone is judged silent.
+        if let Err(error) = self.nodes.flush_liveness().await {
+            warn!(%error, "liveness flush before the reaper pass failed");
+        }
+        let heard_for = {
+            let mut connection = self.pool.acquire().await?;
+            db::nodes::beacon_pass(&mut connection, self.config.outage_gap().as_secs_f64()).await?
+        };
+        let mut requeued = 0;
+        if heard_for >= self.config.lease_ttl().as_secs_f64() {
+            let mut transaction = self.pool.begin().await?;
+            let selector = LeaseSelector::Expired(REAP_BATCH);
+            db::frame_jobs::lock_jobs_of_leases(&mut transaction, &selector).await?;
+            let expired = db::frame_jobs::requeue_leases(
+                &mut transaction,
+                selector,
+                true,
+                "lease_expired",
+                "lease expired without renewal",
+            )
+            .await?;
+            requeued += self.settle(&mut transaction, &expired, "lease expired").await?;
+            transaction.commit().await?;
+        }
 
         let mut transaction = self.pool.begin().await?;
-        let silent =
-            db::nodes::mark_silent_offline(&mut transaction, self.config.node_offline_after().as_secs_f64()).await?;
+        let silent = if heard_for >= self.config.node_offline_after().as_secs_f64() {
+            db::nodes::mark_silent_offline(&mut transaction, self.config.node_offline_after().as_secs_f64()).await?
+        } else {
+            Vec::new()
+        };
         if !silent.is_empty() {
+            db::frame_jobs::lock_jobs_of_leases(&mut transaction, &LeaseSelector::Nodes(&silent)).await?;
             let lost = db::frame_jobs::requeue_leases(
                 &mut transaction,
                 LeaseSelector::Nodes(&silent),

@@ -129,14 +129,28 @@ impl NodeRegistry {
         lock(&self.cached_templates).remove(&node_id);
     }
 
-    /// Writes pending liveness in one statement.
+    /// Writes pending liveness in one statement, and brings back online the nodes heard after
+    /// they were marked offline (by any replica: this one's view may not know yet).
     pub async fn flush_liveness(&self) -> Result<usize, DbError> {
         let seen: Vec<(NodeId, DateTime<Utc>)> = lock(&self.seen).drain().collect();
         if seen.is_empty() {
             return Ok(0);
         }
-        let mut connection = self.pool.acquire().await?;
-        if let Err(error) = db::nodes::touch_liveness(&mut connection, &seen).await {
+        let written = async {
+            let mut transaction = self.pool.begin().await?;
+            db::nodes::touch_liveness(&mut transaction, &seen).await?;
+            let back = db::nodes::revive_heard(&mut transaction, &seen).await?;
+            transaction.commit().await?;
+            Ok::<_, DbError>(back)
+        }
+        .await;
+        if let Ok(back) = &written {
+            for node_id in back {
+                info!(%node_id, "node heard again after being marked offline: online");
+                self.set_state(*node_id, NodeState::Online, None).await;
+            }
+        }
+        if let Err(error) = written {
             // Put them back so the next flush retries (newer heartbeats win).
             let mut pending = lock(&self.seen);
             for (node_id, at) in seen {
@@ -286,6 +300,11 @@ pub async fn transition(
         return Err(ControlPlaneError::FailedPrecondition(format!(
             "node {node_id} is {current}; cannot move it to {to} from there"
         )));
+    }
+    if let NodeTransition::CameBack = change {
+        // Heard just now: written with the state, not a second later by the liveness flush,
+        // so no reaper pass can find the node online and silent.
+        db::nodes::touch_liveness(&mut transaction, &[(node_id, Utc::now())]).await?;
     }
     let requeued = match change {
         NodeTransition::Disable | NodeTransition::Quarantine => {

@@ -281,6 +281,33 @@ pub(crate) async fn add_bad_node(
     Ok(())
 }
 
+/// Locks, in id order, the jobs of the live leases `selector` names. Lock order in the render
+/// schema: a transaction that may wait takes job rows (in id order) before chunk rows, so
+/// concurrent completions, failures, cancels and reaper passes cannot deadlock; the claim,
+/// which takes chunks first, never waits (`SKIP LOCKED` on both).
+pub(crate) async fn lock_jobs_of_leases(
+    connection: &mut PgConnection,
+    selector: &LeaseSelector<'_>,
+) -> Result<(), DbError> {
+    let (expired, nodes, chunks) = selector.binds();
+    sqlx::query(
+        "SELECT j.id FROM render.render_jobs j
+         WHERE j.id IN (SELECT f.job_id FROM render.frame_jobs f
+                        WHERE f.state = 'leased'
+                          AND (($1 > 0 AND f.lease_expires_at < now())
+                               OR f.lease_node_id = ANY($2::uuid[])
+                               OR f.id = ANY($3::uuid[])))
+         ORDER BY j.id
+         FOR NO KEY UPDATE OF j",
+    )
+    .bind(expired)
+    .bind(nodes)
+    .bind(chunks)
+    .execute(connection)
+    .await?;
+    Ok(())
+}
+
 /// Which live leases to end.
 pub(crate) enum LeaseSelector<'a> {
     /// Leases past their expiry (the reaper), at most this many.
@@ -289,6 +316,17 @@ pub(crate) enum LeaseSelector<'a> {
     Nodes(&'a [NodeId]),
     /// These chunks, if leased.
     Chunks(&'a [FrameJobId]),
+}
+
+impl LeaseSelector<'_> {
+    /// The three parameters the lease statements select by: expired limit, nodes, chunks.
+    fn binds(&self) -> (i64, Vec<Uuid>, Vec<Uuid>) {
+        match self {
+            LeaseSelector::Expired(limit) => (*limit, Vec::new(), Vec::new()),
+            LeaseSelector::Nodes(nodes) => (0, nodes.iter().map(NodeId::as_uuid).collect(), Vec::new()),
+            LeaseSelector::Chunks(chunks) => (0, Vec::new(), chunks.iter().map(FrameJobId::as_uuid).collect()),
+        }
+    }
 }
 
 /// A lease that was ended by [`requeue_leases`].
@@ -314,11 +352,7 @@ pub(crate) async fn requeue_leases(
     error_class: &str,
     reason: &str,
 ) -> Result<Vec<RequeuedRow>, DbError> {
-    let (expired_limit, nodes, chunks): (i64, Vec<Uuid>, Vec<Uuid>) = match selector {
-        LeaseSelector::Expired(limit) => (limit, Vec::new(), Vec::new()),
-        LeaseSelector::Nodes(nodes) => (0, nodes.iter().map(NodeId::as_uuid).collect(), Vec::new()),
-        LeaseSelector::Chunks(chunks) => (0, Vec::new(), chunks.iter().map(FrameJobId::as_uuid).collect()),
-    };
+    let (expired_limit, nodes, chunks) = selector.binds();
     let rows = sqlx::query_as::<_, RequeuedRow>(include_str!("sql/requeue_leases.sql"))
         .bind(expired_limit)
         .bind(nodes)

@@ -190,7 +190,48 @@ pub(crate) async fn touch_liveness(
     Ok(())
 }
 
-/// Marks nodes silent for longer than `offline_after_seconds` offline; returns them.
+/// Offline nodes heard after they were marked offline go back online; returns them.
+pub(crate) async fn revive_heard(
+    connection: &mut PgConnection,
+    seen: &[(NodeId, DateTime<Utc>)],
+) -> Result<Vec<NodeId>, DbError> {
+    let ids: Vec<Uuid> = seen.iter().map(|(id, _)| id.as_uuid()).collect();
+    let times: Vec<DateTime<Utc>> = seen.iter().map(|(_, at)| *at).collect();
+    let back: Vec<Uuid> = sqlx::query_scalar(
+        "UPDATE render.nodes n SET state = 'online', state_reason = NULL, state_changed_at = now()
+         FROM unnest($1::uuid[], $2::timestamptz[]) AS i(node_id, seen)
+         WHERE n.id = i.node_id AND n.state = 'offline' AND i.seen > n.state_changed_at
+         RETURNING n.id",
+    )
+    .bind(ids)
+    .bind(times)
+    .fetch_all(connection)
+    .await?;
+    Ok(back.into_iter().map(NodeId::from_uuid).collect())
+}
+
+/// Stamps a reaper pass on the beacon; returns for how many seconds the control plane has been
+/// able to hear nodes. A pass that finds the previous one (of any replica) older than
+/// `outage_gap_seconds` starts a new hearing period: there was an outage.
+pub(crate) async fn beacon_pass(connection: &mut PgConnection, outage_gap_seconds: f64) -> Result<f64, DbError> {
+    let heard_for: f64 = sqlx::query_scalar(
+        "INSERT INTO render.control_plane_beacon AS b (singleton) VALUES (true)
+         ON CONFLICT (singleton) DO UPDATE SET
+             hearing_since = CASE WHEN b.last_pass_at < now() - make_interval(secs => $1) THEN now()
+                                  ELSE b.hearing_since END,
+             last_pass_at = greatest(b.last_pass_at, now())
+         RETURNING extract(epoch FROM now() - hearing_since)::float8",
+    )
+    .bind(outage_gap_seconds)
+    .fetch_one(connection)
+    .await?;
+    Ok(heard_for)
+}
+
+/// Marks nodes silent for longer than `offline_after_seconds` offline; returns them. A node
+/// whose state changed within that time (it just came back or registered) is not silent, even
+/// if its liveness has not been flushed yet: the row lock makes "came back" and "reaped"
+/// unable to interleave, and the re-checked state_changed_at decides.
 pub(crate) async fn mark_silent_offline(
     connection: &mut PgConnection,
     offline_after_seconds: f64,
@@ -202,6 +243,7 @@ pub(crate) async fn mark_silent_offline(
          FROM render.node_liveness l
          WHERE l.node_id = n.id AND n.state IN ('online', 'draining', 'drained')
            AND l.last_seen_at < now() - make_interval(secs => $1)
+           AND n.state_changed_at < now() - make_interval(secs => $1)
          RETURNING n.id",
     )
     .bind(offline_after_seconds)

@@ -172,3 +172,163 @@ async fn readiness_and_grpc_health_follow_the_database() {
         );
     }
 }
+
+/// Short leases and offline times, fast reaper.
+fn short_lease_config() -> flatrender_control_plane::config::Config {
+    let mut config = test_config();
+    config.dispatch.lease_ttl_seconds = 2;
+    config.dispatch.heartbeat_interval_seconds = 1;
+    config.dispatch.node_offline_after_seconds = 2;
+    config
+}
+
+/// Waits until some reaper pass ran at least `after` past the database's `since`.
+async fn reaper_passed(farm: &Farm, since: chrono::DateTime<chrono::Utc>, after: Duration) -> bool {
+    let since = since + chrono::Duration::from_std(after).unwrap();
+    eventually(WAIT, || async {
+        let last: Option<chrono::DateTime<chrono::Utc>> =
+            sqlx::query_scalar("SELECT last_pass_at FROM render.control_plane_beacon")
+                .fetch_optional(farm.db.pool())
+                .await
+                .unwrap();
+        last.is_some_and(|last| last > since)
+    })
+    .await
+}
+
+async fn database_now(farm: &Farm) -> chrono::DateTime<chrono::Utc> {
+    sqlx::query_scalar("SELECT now()")
+        .fetch_one(farm.db.pool())
+        .await
+        .unwrap()
+}
+
+fn lease_of(assignment: &pb::WorkAssignment) -> pb::HeartbeatRequest {
+    pb::HeartbeatRequest {
+        leases: vec![pb::LeaseStatus {
+            frame_job_id: assignment.frame_job_id.clone(),
+            lease_token: assignment.lease_token,
+            frames_done: 0,
+        }],
+        ..Default::default()
+    }
+}
+
+/// A node marked offline that comes back (heartbeat) is not reaped again before its liveness
+/// is flushed, and a lease it takes at once stays its own: no requeue, no `agent_lost` row.
+/// Two replicas: the node talks to one (which flushes liveness once a second and does not
+/// reap), the other reaps every 100 ms, so the reaper never sees this replica's memory.
+#[tokio::test]
+async fn a_node_that_comes_back_is_not_reaped_again() {
+    let mut quiet = short_lease_config();
+    quiet.dispatch.reaper_interval_ms = 600_000;
+    let farm = Farm::start_with(quiet).await;
+    let (_reaper_grpc, _reaper_http, _reaper) = farm.serve(short_lease_config()).await;
+    let mut node = farm.register("node-back", &[]).await;
+    assert!(
+        eventually(WAIT, || async {
+            farm.count("SELECT count(*) FROM render.nodes WHERE name = 'node-back' AND state = 'offline'")
+                .await
+                == 1
+        })
+        .await,
+        "a silent node goes offline"
+    );
+    farm.submit(TenantId::new_random(), 0, 9, crate::support::HASH_A).await;
+
+    let back_at = database_now(&farm).await;
+    let response = node.heartbeat(pb::HeartbeatRequest::default()).await;
+    assert_eq!(response.state(), pb::NodeState::Online);
+    // This replica may learn of the offline mark only at its next refresh: then the liveness
+    // flush brings the node back instead of the heartbeat. Either way it gets work.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let assignment = loop {
+        if let Some(assignment) = node.acquire(1).await.pop() {
+            break assignment;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the node that came back gets work"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // Several reaper passes, without a heartbeat for less than the offline time.
+    assert!(reaper_passed(&farm, back_at, Duration::from_millis(1200)).await);
+    let response = node.heartbeat(lease_of(&assignment)).await;
+    assert_eq!(response.state(), pb::NodeState::Online, "{response:?}");
+    assert!(
+        response
+            .commands
+            .iter()
+            .all(|command| !matches!(command.command, Some(pb::node_command::Command::CancelLease(_))))
+    );
+    assert_eq!(node.complete(&assignment).await, pb::CompletionOutcome::Accepted);
+    assert_eq!(
+        farm.count("SELECT count(*) FROM render.node_crashes WHERE crash_class = 'agent_lost'")
+            .await,
+        0
+    );
+    assert_eq!(
+        farm.count("SELECT max(attempt)::int8 FROM render.frame_jobs WHERE state = 'completed'")
+            .await,
+        1
+    );
+}
+
+/// A database outage of three lease lifetimes ends with every lease still its node's: the
+/// reaper counts silence from when the control plane could hear again, so nothing is requeued,
+/// no attempt is charged, no `agent_lost` row is written, and the finished chunk is accepted.
+#[tokio::test]
+async fn an_outage_longer_than_the_lease_punishes_nobody() {
+    // The only control plane reaches its database through the proxy.
+    let mut farm = Farm::without_server().await;
+    let proxy = DbProxy::start(database_address(&farm)).await;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(8)
+        .acquire_timeout(Duration::from_secs(600))
+        .connect(&proxy.url_for(&farm.db.url()))
+        .await
+        .unwrap();
+    farm.attach(short_lease_config(), pool).await;
+    let mut node = farm.register("node-outage", &[]).await;
+    farm.submit(TenantId::new_random(), 0, 19, crate::support::HASH_A).await;
+    let assignments = node.acquire(2).await;
+    assert_eq!(assignments.len(), 2);
+
+    // The outage: the database hangs for 3 x the lease TTL (the fault's length, not a wait
+    // for a result). The node cannot reach anything meanwhile.
+    proxy.blackhole(true);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    proxy.blackhole(false);
+    let restored = database_now(&farm).await;
+
+    // The worst case: reaper passes run before the node's first heartbeat.
+    assert!(reaper_passed(&farm, restored, Duration::from_millis(500)).await);
+    let response = node
+        .heartbeat(pb::HeartbeatRequest {
+            leases: assignments.iter().flat_map(|a| lease_of(a).leases).collect(),
+            ..Default::default()
+        })
+        .await;
+    assert!(
+        response
+            .commands
+            .iter()
+            .all(|command| !matches!(command.command, Some(pb::node_command::Command::CancelLease(_)))),
+        "{response:?}"
+    );
+    for assignment in &assignments {
+        assert_eq!(node.complete(assignment).await, pb::CompletionOutcome::Accepted);
+    }
+    assert_eq!(farm.count("SELECT count(*) FROM render.node_crashes").await, 0);
+    assert_eq!(
+        farm.count("SELECT count(*) FROM render.frame_jobs WHERE state = 'completed' AND attempt = 1")
+            .await,
+        2
+    );
+    assert_eq!(
+        farm.count("SELECT count(*) FROM render.nodes WHERE state = 'online'")
+            .await,
+        1
+    );
+}

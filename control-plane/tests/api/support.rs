@@ -49,6 +49,24 @@ impl Farm {
     }
 
     pub async fn start_with(config: Config) -> Self {
+        let mut farm = Self::without_server().await;
+        let (grpc, http, handle) = farm.serve(config).await;
+        farm.grpc = grpc;
+        farm.http = http;
+        farm.server = Some(handle);
+        farm
+    }
+
+    /// Starts this farm's own control plane on `pool` (a pool of the test's making).
+    pub async fn attach(&mut self, config: Config, pool: sqlx::PgPool) {
+        let (grpc, http, handle) = self.serve_with_pool(config, pool).await;
+        self.grpc = grpc;
+        self.http = http;
+        self.server = Some(handle);
+    }
+
+    /// The database and tokens, no control plane yet.
+    pub async fn without_server() -> Self {
         let db = TestDb::new().await;
         let admin_token = auth::create_token(db.pool(), TokenKind::Admin, "test admin", None, None, None)
             .await
@@ -62,7 +80,7 @@ impl Farm {
             .await
             .unwrap()
             .1;
-        let mut farm = Self {
+        Self {
             db,
             grpc: "127.0.0.1:1".parse().unwrap(),
             http: "127.0.0.1:1".parse().unwrap(),
@@ -71,12 +89,7 @@ impl Farm {
             join_token,
             shutdown: CancellationToken::new(),
             server: None,
-        };
-        let (grpc, http, handle) = farm.serve(config).await;
-        farm.grpc = grpc;
-        farm.http = http;
-        farm.server = Some(handle);
-        farm
+        }
     }
 
     /// Starts one more control plane on the same database (for multi-instance tests).

@@ -89,9 +89,14 @@ claimed AS (
               f.lease_expires_at, f.attempt, f.frames_written
 ),
 started AS (
+    -- The claim holds chunk locks, so it must never wait for a job lock (others take jobs
+    -- first): a job locked right now stays 'queued' until its next claim or completion.
     UPDATE render.render_jobs j
     SET status = 'rendering', started_at = now(), updated_at = now()
-    WHERE j.id IN (SELECT job_id FROM claimed) AND j.status = 'queued'
+    FROM (SELECT q.id FROM render.render_jobs q
+          WHERE q.id IN (SELECT job_id FROM claimed) AND q.status = 'queued'
+          FOR NO KEY UPDATE SKIP LOCKED) s
+    WHERE j.id = s.id
 )
 SELECT c.id, c.job_id, c.tenant_id, c.chunk_index, c.frame_start, c.frame_end, c.lease_token, c.lease_expires_at,
        c.attempt, c.frames_written, j.template_id, j.template_version, j.template_url, j.template_hash,
