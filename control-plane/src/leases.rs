@@ -115,6 +115,7 @@ pub async fn complete(
     let chunks: Vec<FrameJobId> = completions.iter().map(|completion| completion.frame_job_id).collect();
     let mut transaction = pool.begin().await?;
     db::frame_jobs::lock_jobs_of_leases(&mut transaction, &LeaseSelector::Chunks(&chunks)).await?;
+    db::frame_jobs::lock_chunks(&mut transaction, &chunks).await?;
     let (verdicts, mut finished_jobs) = db::frame_jobs::complete(&mut transaction, node_id, completions).await?;
     if verdicts
         .iter()

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use flatrender_proto::types::{FrameJobId, JobId, LeaseToken, NodeId, TenantId};
-use sqlx::PgConnection;
+use sqlx::{Acquire, PgConnection};
 use uuid::Uuid;
 
 use super::DbError;
@@ -105,6 +105,9 @@ pub(crate) async fn renew(
     let tokens: Vec<i64> = leases.iter().map(|lease| lease.token.get()).collect();
     let nodes: Vec<Uuid> = leases.iter().map(|lease| lease.node_id.as_uuid()).collect();
     let frames: Vec<i32> = leases.iter().map(|lease| lease.frames_done).collect();
+    let mut transaction = connection.begin().await?;
+    let chunks: Vec<FrameJobId> = leases.iter().map(|lease| lease.frame_job_id).collect();
+    lock_chunks(&mut transaction, &chunks).await?;
     let renewed: Vec<Uuid> = sqlx::query_scalar(
         "UPDATE render.frame_jobs f
          SET lease_expires_at = now() + make_interval(secs => $5),
@@ -119,8 +122,9 @@ pub(crate) async fn renew(
     .bind(nodes)
     .bind(frames)
     .bind(lease_ttl_seconds)
-    .fetch_all(connection)
+    .fetch_all(&mut *transaction)
     .await?;
+    transaction.commit().await?;
     Ok(renewed.into_iter().map(FrameJobId::from_uuid).collect())
 }
 
@@ -282,9 +286,9 @@ pub(crate) async fn add_bad_node(
 }
 
 /// Locks, in id order, the jobs of the live leases `selector` names. Lock order in the render
-/// schema: a transaction that may wait takes job rows (in id order) before chunk rows, so
-/// concurrent completions, failures, cancels and reaper passes cannot deadlock; the claim,
-/// which takes chunks first, never waits (`SKIP LOCKED` on both).
+/// schema: a transaction that may wait takes job rows (in id order) before chunk rows (in id
+/// order), so concurrent completions, renewals, failures, cancels and reaper passes cannot
+/// deadlock; the claim, which takes chunks first, never waits (`SKIP LOCKED` on both).
 pub(crate) async fn lock_jobs_of_leases(
     connection: &mut PgConnection,
     selector: &LeaseSelector<'_>,
@@ -305,6 +309,16 @@ pub(crate) async fn lock_jobs_of_leases(
     .bind(chunks)
     .execute(connection)
     .await?;
+    Ok(())
+}
+
+/// Locks these chunks' rows in id order (see [`lock_jobs_of_leases`] for the order rule).
+pub(crate) async fn lock_chunks(connection: &mut PgConnection, ids: &[FrameJobId]) -> Result<(), DbError> {
+    let ids: Vec<Uuid> = ids.iter().map(FrameJobId::as_uuid).collect();
+    sqlx::query("SELECT id FROM render.frame_jobs WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
+        .bind(ids)
+        .execute(connection)
+        .await?;
     Ok(())
 }
 

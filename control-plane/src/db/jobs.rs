@@ -217,6 +217,14 @@ pub(crate) async fn lock(connection: &mut PgConnection, id: JobId) -> Result<Opt
 
 /// Cancels a job's pending and leased chunks (their leases stop renewing, late reports are stale).
 async fn cancel_unfinished_chunks(connection: &mut PgConnection, id: JobId) -> Result<(), DbError> {
+    // Chunks in id order, as everywhere (`frame_jobs::lock_jobs_of_leases`).
+    sqlx::query(
+        "SELECT id FROM render.frame_jobs WHERE job_id = $1 AND state IN ('pending', 'leased')
+         ORDER BY id FOR NO KEY UPDATE",
+    )
+    .bind(id.as_uuid())
+    .execute(&mut *connection)
+    .await?;
     sqlx::query(
         "UPDATE render.frame_jobs SET state = 'cancelled', lease_expires_at = NULL, updated_at = now()
          WHERE job_id = $1 AND state IN ('pending', 'leased')",

@@ -332,3 +332,169 @@ async fn an_outage_longer_than_the_lease_punishes_nobody() {
         1
     );
 }
+
+/// The value of one sample line (`name{labels} value`) in a Prometheus exposition.
+fn sample(exposition: &str, series: &str) -> Option<f64> {
+    exposition
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+fn completed(assignment: &pb::WorkAssignment) -> pb::CompletedChunk {
+    let range = assignment.frame_range.unwrap();
+    pb::CompletedChunk {
+        frame_job_id: assignment.frame_job_id.clone(),
+        lease_token: assignment.lease_token,
+        outputs: (range.start..=range.end)
+            .map(|frame| pb::FrameOutput {
+                frame,
+                path: format!("out/frame_{frame:05}.png"),
+                size_bytes: 1000,
+                blake3_hex: crate::support::HASH_A.into(),
+            })
+            .collect(),
+        render_seconds: 1.0,
+    }
+}
+
+/// One CompleteWork naming the same chunk twice is ACCEPTED once, then DUPLICATE, and counts
+/// one accepted completion; a stale token next to the live one is STALE.
+#[tokio::test]
+async fn a_chunk_named_twice_in_one_completion_counts_once() {
+    let farm = Farm::start().await;
+    let mut node = farm.register("node-twice", &[]).await;
+    farm.submit(TenantId::new_random(), 0, 9, crate::support::HASH_A).await;
+    let assignment = node.acquire(1).await.pop().unwrap();
+    let mut stale = completed(&assignment);
+    stale.lease_token += 1000;
+    let results = node
+        .client
+        .complete_work(authed(
+            pb::CompleteWorkRequest {
+                chunks: vec![completed(&assignment), completed(&assignment), stale],
+            },
+            &node.token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    let outcomes: Vec<_> = results.iter().map(pb::CompletionResult::outcome).collect();
+    assert_eq!(
+        outcomes,
+        [
+            pb::CompletionOutcome::Accepted,
+            pb::CompletionOutcome::Duplicate,
+            pb::CompletionOutcome::StaleLease
+        ]
+    );
+    let (_, metrics) = http_get(farm.http, "/metrics").await;
+    assert_eq!(
+        sample(&metrics, "flatrender_completions_total{outcome=\"accepted\"}"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "flatrender_completions_total{outcome=\"duplicate\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        farm.count("SELECT chunks_completed::int8 FROM render.render_jobs")
+            .await,
+        1
+    );
+}
+
+/// Batched completions of chunks of the same jobs, from several nodes at once and in
+/// different orders, never deadlock (every transaction locks jobs first, in id order).
+#[tokio::test]
+async fn concurrent_batched_completions_do_not_deadlock() {
+    let farm = Farm::start().await;
+    let mut nodes = Vec::new();
+    for index in 0..4 {
+        let mut request = crate::support::registration(&format!("node-batch-{index}"), &[]);
+        request.max_leases = 16;
+        let mut client = farm.nodes().await;
+        let response = client
+            .register_node(authed(request, &farm.join_token))
+            .await
+            .unwrap()
+            .into_inner();
+        nodes.push(crate::support::TestNode {
+            id: response.node_id,
+            token: response.node_token,
+            client,
+        });
+    }
+    for _round in 0..6 {
+        // Jobs of three chunks, taken one chunk per call, round robin over four nodes: every
+        // node ends up with chunks of a different subset of the jobs.
+        for _ in 0..22 {
+            farm.submit(TenantId::new_random(), 0, 29, crate::support::HASH_A).await;
+        }
+        let mut held: Vec<Vec<pb::WorkAssignment>> = vec![Vec::new(); nodes.len()];
+        for _ in 0..16 {
+            for (index, node) in nodes.iter_mut().enumerate() {
+                held[index].extend(node.acquire(1).await);
+            }
+        }
+        assert_eq!(held.iter().map(Vec::len).sum::<usize>(), 64);
+        // Each node heartbeats its leases (batched renewals) while all complete at once.
+        let batches = nodes.iter().zip(held).enumerate().map(|(index, (node, mut chunks))| {
+            // Different orders per node.
+            if index % 2 == 1 {
+                chunks.reverse();
+            }
+            let shift = index * 3 % chunks.len().max(1);
+            chunks.rotate_left(shift);
+            let mut client = node.client.clone();
+            let mut heartbeats = node.client.clone();
+            let token = node.token.clone();
+            async move {
+                let mut renewals = pb::HeartbeatRequest::default();
+                for chunk in chunks.iter().rev() {
+                    renewals.leases.extend(lease_of(chunk).leases);
+                }
+                let heartbeat = heartbeats.heartbeat(authed(renewals, &token));
+                let completion = client.complete_work(authed(
+                    pb::CompleteWorkRequest {
+                        chunks: chunks.iter().map(completed).collect(),
+                    },
+                    &token,
+                ));
+                let (heartbeat, completion) = tokio::join!(heartbeat, completion);
+                heartbeat.expect("no heartbeat fails (deadlock detected?)");
+                completion
+            }
+        });
+        for result in futures_join_all(batches).await {
+            let results = result
+                .expect("no batch fails (deadlock detected?)")
+                .into_inner()
+                .results;
+            assert!(
+                results
+                    .iter()
+                    .all(|result| result.outcome() == pb::CompletionOutcome::Accepted)
+            );
+        }
+    }
+    assert_eq!(
+        farm.count("SELECT count(*) FROM render.frame_jobs WHERE state = 'completed'")
+            .await,
+        6 * 64
+    );
+}
+
+/// Runs futures concurrently (the tests crate has no `futures` dependency).
+async fn futures_join_all<F: std::future::Future + Send + 'static>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut outputs = Vec::with_capacity(handles.len());
+    for handle in handles {
+        outputs.push(handle.await.unwrap());
+    }
+    outputs
+}
