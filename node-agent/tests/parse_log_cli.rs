@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/aerender-logs");
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/aerender-logs");
 
 /// Parsing the missing-comp fixture prints the failed summary as JSON and exits 0.
 #[test]

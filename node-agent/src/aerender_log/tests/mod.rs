@@ -1,5 +1,5 @@
 //! Tests of the aerender log parser: the line grammar, classification of every line the doc
-//! quotes, streaming semantics, and the four shared real logs.
+//! quotes, streaming semantics, and the four real logs of `node-agent/tests/fixtures/aerender-logs/`.
 
 mod classify;
 mod failures;
