@@ -4,24 +4,25 @@
 use super::super::{ErrorClass, ExpectedFramesSource, LogParser, Outcome, parse_log};
 use super::classes;
 
-const LOG_01: &str = include_str!(concat!(
+pub(super) const LOG_01: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/fixtures/aerender-logs/01-success-win-cc2017-abbreviated.log"
 ));
-const LOG_04: &str = include_str!(concat!(
+pub(super) const LOG_04: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/fixtures/aerender-logs/04-error-win-cc2015-missing-fonts-no-comp.log"
 ));
-const LOG_17: &str = include_str!(concat!(
+pub(super) const LOG_17: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/fixtures/aerender-logs/17-header-macos-ae2020-progress-block.log"
 ));
-const LOG_18: &str = include_str!(concat!(
+pub(super) const LOG_18: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/fixtures/aerender-logs/18-renderlog-macos-ae2022-finished-then-hang-tail.log"
 ));
 
-const ALL_LOGS: [&str; 4] = [LOG_01, LOG_04, LOG_17, LOG_18];
+/// The four fixtures, in file order.
+pub(super) const ALL_LOGS: [&str; 4] = [LOG_01, LOG_04, LOG_17, LOG_18];
 
 /// Log 01 is a success: comp "Composition" finished, 1 min 28 s total, CC 2017 banner.
 #[test]
