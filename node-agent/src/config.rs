@@ -488,6 +488,7 @@ mod tests {
             https[0].clone(),
             "control_plane.ca_cert=/etc/flatrender/ca.pem".to_string(),
         ];
-        assert!(AgentConfig::load(None, vec![], &with_ca).is_ok());
+        let config = AgentConfig::load(None, vec![], &with_ca).unwrap();
+        assert_eq!(config.control_plane.ca_cert, PathBuf::from("/etc/flatrender/ca.pem"));
     }
 }

@@ -413,8 +413,15 @@ mod tests {
             2,
             HealthSampler::new(temp_dir.clone(), temp_dir),
         );
-        let first = receiver.recv().await.expect("a first sample");
-        let second = receiver.recv().await.expect("a second sample");
+        let limit = Duration::from_secs(60);
+        let first = tokio::time::timeout(limit, receiver.recv())
+            .await
+            .expect("a first sample in time")
+            .expect("a first sample");
+        let second = tokio::time::timeout(limit, receiver.recv())
+            .await
+            .expect("a second sample in time")
+            .expect("a second sample");
         assert!(second.recorded_at > first.recorded_at);
     }
 }

@@ -671,7 +671,7 @@ mod tests {
     fn mismatched_contents_are_rejected() {
         let item = OutboxItem::Failure(ChunkFailure::default());
         let contents = encode_item_file(ItemId(3), &item).unwrap();
-        assert!(decode_item_file(&contents, ItemId(3), "failure").is_ok());
+        assert_eq!(decode_item_file(&contents, ItemId(3), "failure"), Ok(item));
         assert!(decode_item_file(&contents, ItemId(4), "failure").is_err());
         assert!(decode_item_file(&contents, ItemId(3), "completion").is_err());
         assert!(decode_item_file(&contents[..contents.len() / 2], ItemId(3), "failure").is_err());

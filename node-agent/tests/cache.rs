@@ -16,7 +16,7 @@ use axum::http::StatusCode;
 use flatrender_node_agent::cache::{CacheError, TemplateCache};
 use flatrender_proto::types::ContentHash;
 
-use support::{TestServer, assert_no_temp_names, config, project_bytes, wait_until_gone, zip_of};
+use support::{TestServer, assert_no_temp_names, config, project_bytes, wait_for_requests, wait_until_gone, zip_of};
 
 /// A plain project is downloaded, verified, installed under its hash and served as a hit next time.
 #[tokio::test]
@@ -232,12 +232,17 @@ async fn abandoned_waiter_does_not_cancel_the_download() {
     let server = TestServer::start().await;
     let dir = tempfile::tempdir().unwrap();
     let spec = server.publish("i.aep", &project_bytes(12, 1_000));
-    server.state.delay_ms.store(200, Ordering::SeqCst);
+    // The server holds its answer back long enough for the caller to give up while it waits.
+    server.state.delay_ms.store(2_000, Ordering::SeqCst);
     server.state.delay_next.store(1, Ordering::SeqCst);
     let cache = TemplateCache::open(config(dir.path(), 1 << 20)).await.unwrap();
 
-    let impatient = tokio::time::timeout(Duration::from_millis(50), cache.acquire(&spec)).await;
-    assert!(impatient.is_err());
+    // The impatient caller gives up once the download is under way (the request has arrived).
+    let impatient = cache.acquire(&spec);
+    tokio::select! {
+        result = impatient => panic!("the held download finished before the caller gave up: {result:?}"),
+        () = wait_for_requests(&server.state, 1) => {}
+    }
     let lease = cache.acquire(&spec).await.unwrap();
     assert_eq!(server.state.requests(), 1);
     drop(lease);
@@ -473,10 +478,11 @@ async fn stalled_response_times_out_and_is_retried() {
     let server = TestServer::start().await;
     let dir = tempfile::tempdir().unwrap();
     let spec = server.publish("q.aep", &project_bytes(24, 1_000));
-    server.state.delay_ms.store(2_000, Ordering::SeqCst);
+    // The first answer is held back for ten minutes: only the timeout ends that attempt.
+    server.state.delay_ms.store(600_000, Ordering::SeqCst);
     server.state.delay_next.store(1, Ordering::SeqCst);
     let mut cache_config = config(dir.path(), 1 << 20);
-    cache_config.download_timeout = Duration::from_millis(200);
+    cache_config.download_timeout = Duration::from_secs(3);
     let cache = TemplateCache::open(cache_config).await.unwrap();
     cache.prefetch(&spec).await.unwrap();
     assert_eq!(server.state.requests(), 2);

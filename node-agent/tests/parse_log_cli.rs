@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/aerender-logs");
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/aerender-logs");
 
 /// Parsing the missing-comp fixture prints the failed summary as JSON and exits 0.
 #[test]
@@ -30,6 +30,31 @@ fn parse_log_prints_one_json_summary_and_exits_zero() {
     assert_eq!(summary["errors"][0]["class"], "comp_not_found");
     assert_eq!(summary["warnings"].as_array().map(Vec::len), Some(2));
     assert_eq!(summary["warnings"][0]["class"], "missing_fonts");
+}
+
+/// A log pasted without its line breaks (log 18, breaks turned into runs of spaces) reads as the
+/// original: 240 frames of which 41 printed, finished, 17 s in total.
+#[test]
+fn parse_log_reads_a_log_that_lost_its_line_breaks() {
+    let original = std::fs::read_to_string(format!(
+        "{FIXTURES}/18-renderlog-macos-ae2022-finished-then-hang-tail.log"
+    ))
+    .expect("fixture");
+    let scratch = tempfile::tempdir().expect("scratch folder");
+    let pasted = scratch.path().join("pasted.log");
+    std::fs::write(&pasted, original.replace('\n', "   ")).expect("write pasted log");
+    let output = Command::new(env!("CARGO_BIN_EXE_node-agent"))
+        .arg("parse-log")
+        .arg(&pasted)
+        .output()
+        .expect("node-agent runs");
+    assert_eq!(output.status.code(), Some(0));
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).expect("stdout is JSON");
+    assert_eq!(summary["outcome"], "succeeded");
+    assert_eq!(summary["comp"], "_Example 1");
+    assert_eq!(summary["expected_frames"], 240);
+    assert_eq!(summary["frame_lines_seen"], 41);
+    assert_eq!(summary["total_time_seconds"], 17);
 }
 
 /// An unreadable file exits 2 with a message naming it on stderr and nothing on stdout.

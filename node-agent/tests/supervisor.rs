@@ -19,6 +19,9 @@ use flatrender_node_agent::supervisor::{
 use tokio::time::{Instant, timeout};
 
 const PROJECT: &str = "comp \"Main\" fps=25 frames=50\n";
+/// How long a test waits for output, an exit or a process before calling it lost: generous, so
+/// that only a real failure reaches it on a loaded machine.
+const WAIT_LIMIT: Duration = Duration::from_secs(60);
 const GRACE: Duration = Duration::from_millis(300);
 const SIGABRT: i32 = 6;
 const SIGKILL: i32 = 9;
@@ -146,9 +149,9 @@ impl Scratch {
     }
 }
 
-/// Reads lines until `next_line` returns `None`, failing the test after `budget`.
-async fn read_all_lines(process: &mut RunningProcess, budget: Duration) -> Vec<OutputLine> {
-    timeout(budget, async {
+/// Reads lines until `next_line` returns `None`, failing the test after [`WAIT_LIMIT`].
+async fn read_all_lines(process: &mut RunningProcess) -> Vec<OutputLine> {
+    timeout(WAIT_LIMIT, async {
         let mut lines = Vec::new();
         while let Some(line) = process.next_line().await {
             lines.push(line);
@@ -159,9 +162,9 @@ async fn read_all_lines(process: &mut RunningProcess, budget: Duration) -> Vec<O
     .expect("output did not end in time")
 }
 
-/// Reads lines until one contains `needle`, failing the test after a few seconds.
+/// Reads lines until one contains `needle`, failing the test after [`WAIT_LIMIT`].
 async fn read_until(process: &mut RunningProcess, needle: &str) {
-    timeout(Duration::from_secs(10), async {
+    timeout(WAIT_LIMIT, async {
         while let Some(line) = process.next_line().await {
             if line.text.contains(needle) {
                 return;
@@ -175,7 +178,7 @@ async fn read_until(process: &mut RunningProcess, needle: &str) {
 
 /// Polls `/proc` until `count` processes carry the tag (the double and its "After Effects" child).
 async fn wait_for_tagged(tag: &str, count: usize) -> Vec<u32> {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + WAIT_LIMIT;
     loop {
         let pids = live_tagged_pids(tag);
         if pids.len() >= count {
@@ -206,7 +209,7 @@ async fn kill_and_verify(process: &mut RunningProcess, tag: &str, stuck: bool) -
 async fn successful_chunk_streams_lines_and_writes_expected_frames() {
     let scratch = Scratch::new("success");
     let mut process = scratch.spawn_render(10, 19, &[("frame_ms", "5")]);
-    let lines = read_all_lines(&mut process, Duration::from_secs(15)).await;
+    let lines = read_all_lines(&mut process).await;
     let exit = process.wait().await;
     assert!(exit.success(), "{exit:?}");
     assert!(lines.iter().any(|line| line.text.contains("Finished composition")));
@@ -230,7 +233,7 @@ async fn lone_carriage_returns_split_into_lines() {
     let scratch = Scratch::new("carriage-return");
     let script = r#"printf 'one\rtwo\r\nthree\nfour'; printf 'err1\rerr2' >&2"#;
     let mut process = spawn(Path::new("/bin/sh"), ["-c", script], &[], &scratch.tag).unwrap();
-    let lines = read_all_lines(&mut process, Duration::from_secs(5)).await;
+    let lines = read_all_lines(&mut process).await;
     let texts = |stream| {
         lines
             .iter()
@@ -248,7 +251,7 @@ async fn lone_carriage_returns_split_into_lines() {
 async fn invalid_utf8_is_decoded_lossily() {
     let scratch = Scratch::new("invalid-utf8");
     let mut process = scratch.spawn_render(0, 2, &[("frame_ms", "5"), ("invalid_utf8", "true")]);
-    let lines = read_all_lines(&mut process, Duration::from_secs(10)).await;
+    let lines = read_all_lines(&mut process).await;
     assert!(process.wait().await.success());
     let noise = lines.iter().find(|line| line.text.starts_with("Using DXGI")).unwrap();
     assert!(noise.text.contains('\u{fffd}'), "{noise:?}");
@@ -277,7 +280,7 @@ async fn kill_tree_ends_stalled_render() {
     read_until(&mut process, "(5): ").await;
     wait_for_tagged(&scratch.tag, 2).await;
     kill_and_verify(&mut process, &scratch.tag, true).await;
-    read_all_lines(&mut process, Duration::from_secs(5)).await;
+    read_all_lines(&mut process).await;
 }
 
 /// A crash-dialog tree (parent and AE child alive, silent) is killed whole.
@@ -298,11 +301,9 @@ async fn surviving_detached_child_is_found_by_tag_and_killed() {
     let scenario = [("frame_ms", "5"), ("child_survives", "true"), ("child_detach", "true")];
     let mut process = scratch.spawn_render(0, 4, &scenario);
     process.set_idle_grace(Duration::from_millis(200));
-    let exit = timeout(Duration::from_secs(10), process.wait())
-        .await
-        .expect("wait hung");
+    let exit = timeout(WAIT_LIMIT, process.wait()).await.expect("wait hung");
     assert!(exit.success(), "{exit:?}");
-    let lines = read_all_lines(&mut process, Duration::from_secs(5)).await;
+    let lines = read_all_lines(&mut process).await;
     assert!(lines.iter().any(|line| line.text.contains("Total Time Elapsed")));
     let survivors = live_tagged_pids(&scratch.tag);
     assert_eq!(survivors.len(), 1, "{survivors:?}");
@@ -317,14 +318,14 @@ async fn surviving_detached_child_is_found_by_tag_and_killed() {
 async fn exit_codes_and_signals_are_reported() {
     let scratch = Scratch::new("crash");
     let mut crashed = scratch.spawn_render(0, 9, &[("frame_ms", "5"), ("mode", "crash"), ("at_frame", "4")]);
-    let crash_exit = timeout(Duration::from_secs(10), crashed.wait()).await.unwrap();
+    let crash_exit = timeout(WAIT_LIMIT, crashed.wait()).await.unwrap();
     assert_eq!((crash_exit.code, crash_exit.signal), (None, Some(SIGABRT)));
     assert!(scan_frames(&scratch.out_dir(), &scratch.pattern(), 4..=4).is_empty());
     kill_and_verify(&mut crashed, &scratch.tag, false).await;
 
     let args = scratch.chunk("No Such Comp", 0, 9).build_args(Some("24.2.1x2"));
     let mut failed = spawn(&fake_aerender(), args, &scratch.env(&[]), &scratch.tag).unwrap();
-    let lines = read_all_lines(&mut failed, Duration::from_secs(10)).await;
+    let lines = read_all_lines(&mut failed).await;
     let error_exit = failed.wait().await;
     assert_eq!((error_exit.code, error_exit.signal), (Some(7), None));
     assert!(
@@ -345,7 +346,7 @@ async fn output_watcher_sees_frames_as_they_appear() {
     let mut process = scratch.spawn_render(0, 9, &[("frame_ms", "60")]);
     let mut complete_frames = Vec::new();
     let mut running_when_first_seen = None;
-    timeout(Duration::from_secs(15), async {
+    timeout(WAIT_LIMIT, async {
         while complete_frames.len() < 10 {
             let frame_file = watcher.next_frame().await.unwrap();
             if frame_file.complete && !complete_frames.contains(&frame_file.frame) {
@@ -382,7 +383,15 @@ async fn sweep_kills_leftovers_of_an_earlier_run() {
     assert!(report.survivors.is_empty(), "{report:?}");
     assert_eq!(report.signalled, before);
     assert!(live_tagged_pids(&prefix).is_empty());
-    let _ = tokio::task::spawn_blocking(move || orphan.wait()).await;
+    let orphan_exit = timeout(WAIT_LIMIT, tokio::task::spawn_blocking(move || orphan.wait()))
+        .await
+        .expect("the swept orphan exits")
+        .unwrap()
+        .unwrap();
+    assert!(
+        std::os::unix::process::ExitStatusExt::signal(&orphan_exit).is_some(),
+        "the orphan was ended by the sweep's signal: {orphan_exit:?}"
+    );
     assert!(sweep_tagged("", GRACE).await.signalled.is_empty());
 }
 

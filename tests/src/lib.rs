@@ -25,6 +25,11 @@ use tonic::{Request, transport::Channel};
 
 pub mod quickstart;
 
+/// How long a test waits for something that should happen (a process ready, a job finished, a
+/// row written) before calling it lost. Generous on purpose: the machine is shared and slow, so
+/// only a real failure reaches it; the condition is polled, never slept on.
+pub const WAIT_LIMIT: Duration = Duration::from_secs(60);
+
 /// A project file the double understands: one comp of 25 fps.
 pub fn project_file(comp: &str, frames: i32) -> Vec<u8> {
     format!("comp \"{comp}\" fps=25 frames={frames} start=0 width=64 height=36\n").into_bytes()
@@ -209,7 +214,7 @@ impl Farm {
             .stdout(Stdio::null())
             .stderr(log);
         self.control_plane = Some(command.spawn().expect("spawn control-plane"));
-        let ready = wait_until(Duration::from_secs(30), || async {
+        let ready = wait_until(WAIT_LIMIT, || async {
             http_get(self.http, "/readyz")
                 .await
                 .is_some_and(|body| body.contains("ready"))

@@ -216,44 +216,49 @@ pub(super) fn parse_setting(body: &str) -> Option<(SettingKey, &str)> {
 }
 
 /// Keys of the render-settings and output-module blocks (§3.2 items 8–9) and the script's own
-/// informational lines (§3.2 item 5, the nexrender `rqindex` debug line). Their values are paths,
-/// names and settings, never problems, so they are not classified: a path may well contain
-/// "File Not Found" or "Error".
+/// informational line (§3.2 item 5) that say nothing about progress.
+pub(super) const BLOCK_KEYS: &[&str] = &[
+    "Render Settings",
+    "Quality",
+    "Resolution",
+    "Size",
+    "Proxy Use",
+    "Effects",
+    "Disk Cache",
+    "Color Depth",
+    "Frame Blending",
+    "Field Render",
+    "Pulldown",
+    "Motion Blur",
+    "Solos",
+    "Time Span",
+    "Guide Layers",
+    "Skip Existing Files",
+    "Output Module",
+    "Output To",
+    "Format",
+    "Output Info",
+    "Start Frame",
+    "Include",
+    "Output Audio",
+    "Channels",
+    "Depth",
+    "Color",
+    "Resize",
+    "Crop",
+    "Final Size",
+    "Profile",
+    "Post-Render Action",
+    "Running Script",
+];
+
+/// The settings keys [`parse_setting`] reads, English and German.
+pub(super) const SETTING_KEYS: &[&str] = &["Start", "End", "Duration", "Frame Rate", "Anfang", "Ende", "Dauer"];
+
+/// True for a line of the blocks of [`BLOCK_KEYS`] or the nexrender `rqindex` debug line. Their
+/// values are paths, names and settings, never problems, so they are not classified: a path may
+/// well contain "File Not Found" or "Error".
 pub(super) fn is_informational(body: &str) -> bool {
-    const BLOCK_KEYS: &[&str] = &[
-        "Render Settings",
-        "Quality",
-        "Resolution",
-        "Size",
-        "Proxy Use",
-        "Effects",
-        "Disk Cache",
-        "Color Depth",
-        "Frame Blending",
-        "Field Render",
-        "Pulldown",
-        "Motion Blur",
-        "Solos",
-        "Time Span",
-        "Guide Layers",
-        "Skip Existing Files",
-        "Output Module",
-        "Output To",
-        "Format",
-        "Output Info",
-        "Start Frame",
-        "Include",
-        "Output Audio",
-        "Channels",
-        "Depth",
-        "Color",
-        "Resize",
-        "Crop",
-        "Final Size",
-        "Profile",
-        "Post-Render Action",
-        "Running Script",
-    ];
     let trimmed = body.trim();
     trimmed.starts_with("rqindex ")
         || trimmed
@@ -388,6 +393,12 @@ pub(super) fn scan_frame_lines(body: &str) -> Vec<FrameLine> {
         frame_lines.push(frame_line);
     }
     frame_lines
+}
+
+/// Where the time token of a frame line whose `(` is at `open_at` starts, if one is there.
+pub(super) fn frame_line_token_start(text: &str, open_at: usize) -> Option<usize> {
+    let frame_line = frame_line_at(text, open_at)?;
+    Some(open_at - 1 - frame_line.timecode.len())
 }
 
 /// Tries to read a frame line whose `(` is at `open_at`.

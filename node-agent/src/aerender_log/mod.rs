@@ -8,8 +8,9 @@
 //! and total-time lines, and classifies fatal and warning lines into [`ErrorClass`]es while
 //! ignoring benign noise that merely contains "ERROR".
 //!
-//! Layout: `grammar` (pure line grammar), `class` (classification rules), `parser` (the streaming
-//! [`LogParser`] and its [`LogEvent`]s), `summary` ([`LogSummary`], the verdict).
+//! Layout: `grammar` (pure line grammar), `collapsed` (putting back the line breaks of a pasted
+//! log), `class` (classification rules), `parser` (the streaming [`LogParser`] and its
+//! [`LogEvent`]s), `summary` ([`LogSummary`], the verdict).
 //!
 //! ```
 //! use flatrender_node_agent::aerender_log::{parse_log, Outcome};
@@ -20,6 +21,7 @@
 //! ```
 
 mod class;
+mod collapsed;
 mod grammar;
 mod parser;
 mod summary;
@@ -32,7 +34,8 @@ pub use grammar::Field;
 pub use parser::{FrameDone, LogEntry, LogEvent, LogParser, RenderSettings};
 pub use summary::{ExpectedFramesSource, ItemSummary, LogSummary, Outcome};
 
-/// Parses a whole log (any mix of `\r\n`, `\n`, `\r`) and returns its summary.
+/// Parses a whole log (any mix of `\r\n`, `\n`, `\r`, or none at all when pasted without its
+/// line breaks) and returns its summary.
 pub fn parse_log(text: &str) -> LogSummary {
     let mut parser = LogParser::new();
     parser.feed_text(text);

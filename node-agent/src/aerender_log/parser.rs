@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 
 use super::class::{self, ErrorClass, Severity};
+use super::collapsed;
 use super::grammar::{self, Field, FrameLine, Prefix, SettingKey, TimeValue};
 use super::summary::{self, LogSummary};
 
@@ -159,9 +160,11 @@ impl LogParser {
         events
     }
 
-    /// Feeds a whole text (any line endings) and returns all events.
+    /// Feeds a whole text (any line endings) and returns all events. A text that lost its line
+    /// breaks (a log pasted from a ticket or chat) is re-split before each entry first.
     pub fn feed_text(&mut self, text: &str) -> Vec<LogEvent> {
-        grammar::split_lines(text)
+        let text = collapsed::resplit_if_collapsed(text);
+        grammar::split_lines(&text)
             .flat_map(|line| self.feed_line(line))
             .collect()
     }

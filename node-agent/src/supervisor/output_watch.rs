@@ -265,7 +265,7 @@ mod tests {
         assert_eq!((first.frame, first.complete), (1, true));
         std::fs::write(dir.path().join("unrelated.txt"), b"x").unwrap();
         std::fs::write(dir.path().join("f_002.png"), png_bytes()).unwrap();
-        let second = tokio::time::timeout(Duration::from_secs(5), async {
+        let second = tokio::time::timeout(Duration::from_secs(60), async {
             loop {
                 let frame_file = watcher.next_frame().await.unwrap();
                 if frame_file.complete {

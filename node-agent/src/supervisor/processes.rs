@@ -278,10 +278,60 @@ mod tests {
         assert!(!same_program_name("aerendercore", "aerender"));
     }
 
-    /// This test process itself is never reported, even though it is alive.
-    #[test]
-    fn scan_finds_nothing_for_an_unused_tag() {
-        let tag = TagMatch::Exact(format!("unused-tag-{}", std::process::id()));
-        assert!(scan_tagged_blocking(&tag, ScanAction::List).is_empty());
+    /// A long-lived child process (killed when the test ends, also on panic).
+    #[cfg(unix)]
+    fn sleeping_child(tag: Option<&str>) -> tokio::process::Child {
+        let mut command = tokio::process::Command::new("sleep");
+        command.arg("600").kill_on_drop(true).env_remove(PROCESS_TAG_ENV);
+        if let Some(tag) = tag {
+            command.env(PROCESS_TAG_ENV, tag);
+        }
+        command.spawn().expect("spawn sleep")
+    }
+
+    /// A scan finds the live child carrying the tag, neither an untagged child nor one with a
+    /// longer tag nor this process; a prefix scan finds both tagged children; killing by tag ends
+    /// the tagged child and leaves the others running.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn scan_finds_and_kills_only_the_tagged_child() {
+        let tag = format!("processes-test-{}-{}", std::process::id(), uuid::Uuid::new_v4());
+        let mut tagged = sleeping_child(Some(&tag));
+        let mut longer_tag = sleeping_child(Some(&format!("{tag}-other")));
+        let mut untagged = sleeping_child(None);
+        let tagged_pid = tagged.id().expect("tagged pid");
+        let longer_tag_pid = longer_tag.id().expect("longer-tag pid");
+        let untagged_pid = untagged.id().expect("untagged pid");
+
+        let exact = TagMatch::Exact(tag.clone());
+        // The environment is readable once the child has exec'd; wait for that, not for a time.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let found = loop {
+            let found = scan_tagged(&exact, ScanAction::List).await;
+            if found.contains(&tagged_pid) || Instant::now() >= deadline {
+                break found;
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        };
+        assert_eq!(found, vec![tagged_pid]);
+        let mut both_tagged = vec![tagged_pid, longer_tag_pid];
+        both_tagged.sort_unstable();
+        assert_eq!(
+            scan_tagged(&TagMatch::Prefix(tag.clone()), ScanAction::List).await,
+            both_tagged
+        );
+        assert!(!both_tagged.contains(&untagged_pid) && !found.contains(&std::process::id()));
+
+        assert_eq!(scan_tagged(&exact, ScanAction::Kill).await, vec![tagged_pid]);
+        let status = tokio::time::timeout(Duration::from_secs(30), tagged.wait())
+            .await
+            .expect("the killed child exits")
+            .expect("wait");
+        assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(9));
+        assert!(
+            longer_tag.try_wait().expect("try_wait").is_none(),
+            "longer tag still runs"
+        );
+        assert!(untagged.try_wait().expect("try_wait").is_none(), "untagged still runs");
     }
 }

@@ -164,11 +164,17 @@ impl TestServer {
     }
 }
 
+/// How long a test waits for background work (index writes, deletions of evicted folders) before
+/// calling it lost: generous, so that only a real failure reaches it on a loaded machine.
+pub const WAIT_LIMIT: Duration = Duration::from_secs(60);
+
+/// A cache in `dir`; downloads time out only when really stuck (tests that stall a response on
+/// purpose set a shorter `download_timeout` themselves).
 pub fn config(dir: &Path, budget_bytes: u64) -> CacheConfig {
     CacheConfig {
         dir: dir.to_path_buf(),
         budget_bytes,
-        download_timeout: Duration::from_secs(5),
+        download_timeout: Duration::from_secs(30),
         max_attempts: 3,
         retry_base_delay: Duration::from_millis(10),
     }
@@ -200,24 +206,39 @@ pub fn temp_names(dir: &Path) -> Vec<String> {
 }
 
 /// Asserts that no temporary name is left once background work (index writes, deletions of
-/// evicted folders) has settled: polls for up to 5 s instead of racing it.
+/// evicted folders) has settled: polls until none is left, up to [`WAIT_LIMIT`].
 pub async fn assert_no_temp_names(dir: &Path) {
-    for _ in 0..100 {
+    let deadline = tokio::time::Instant::now() + WAIT_LIMIT;
+    while tokio::time::Instant::now() < deadline {
         if temp_names(dir).is_empty() {
             return;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("temporary files left in {}: {:?}", dir.display(), temp_names(dir));
 }
 
-/// Waits (briefly) until the background deletion of evicted folders has happened.
+/// Waits until the background deletion of an evicted folder has happened, up to [`WAIT_LIMIT`].
 pub async fn wait_until_gone(path: &Path) {
-    for _ in 0..100 {
+    let deadline = tokio::time::Instant::now() + WAIT_LIMIT;
+    while tokio::time::Instant::now() < deadline {
         if !path.exists() {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("{} still exists", path.display());
+}
+
+/// Waits until the server has received `count` requests, up to [`WAIT_LIMIT`].
+pub async fn wait_for_requests(state: &ServerState, count: usize) {
+    let deadline = tokio::time::Instant::now() + WAIT_LIMIT;
+    while state.requests() < count {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of {count} requests arrived",
+            state.requests()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }

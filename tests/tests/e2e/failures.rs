@@ -1,15 +1,17 @@
 //! Every failure mode of the aerender double ends in the right terminal state, with the right
 //! crash class recorded, no process of the double's tree left running, and frames already
-//! written kept.
+//! written kept (the retry renders only the missing ones).
 
-use std::time::Duration;
+use std::{
+    collections::BTreeSet,
+    ops::RangeInclusive,
+    path::{Path, PathBuf},
+};
 
-use flatrender_e2e::{Agent, Farm, leftover_processes, wait_until};
+use flatrender_e2e::{Agent, Farm, WAIT_LIMIT as LIMIT, binary, leftover_processes, wait_until};
 use flatrender_proto::pb;
 
 use crate::fake_aerender;
-
-const LIMIT: Duration = Duration::from_secs(60);
 
 /// Starts a farm, submits a 10-frame job and runs one agent with `fake_env` on it.
 async fn farm_with_failing_agent(name: &str, fake_env: &[(&str, &str)]) -> (Farm, pb::RenderJob, Agent) {
@@ -26,13 +28,21 @@ async fn crash_classes(farm: &Farm) -> Vec<(String, Option<String>)> {
         .unwrap()
 }
 
+/// What [`fails_once_then_completes_elsewhere`] leaves for further checks.
+struct Retried {
+    farm: Farm,
+    job: pb::RenderJob,
+    /// The agent whose first run failed, kept running until the test ends.
+    _first: Agent,
+    /// State folder of the agent that finished the job (it has stopped).
+    second_state_dir: PathBuf,
+    /// Frames on disk when the failure was recorded, before the second agent started.
+    frames_before_retry: BTreeSet<i32>,
+}
+
 /// The first agent fails its first run with `fake_env`; the failure is recorded with
 /// `expected_class`; a second, healthy agent then finishes the job.
-async fn fails_once_then_completes_elsewhere(
-    name: &str,
-    fake_env: &[(&str, &str)],
-    expected_class: &str,
-) -> (Farm, Agent) {
+async fn fails_once_then_completes_elsewhere(name: &str, fake_env: &[(&str, &str)], expected_class: &str) -> Retried {
     let mut env = vec![("FAKE_AERENDER_RUNS", "1")];
     env.extend_from_slice(fake_env);
     let (farm, job, first) = farm_with_failing_agent(name, &env).await;
@@ -50,6 +60,7 @@ async fn fails_once_then_completes_elsewhere(
         crash_classes(&farm).await,
         first.log_text()
     );
+    let frames_before_retry = frames_on_disk(&farm.dir.path().join("renders").join(&job.id));
     let second = farm.agent(&format!("{name}-b"), &fake_aerender(), &[]);
     let done = farm.wait_terminal(&job.id, LIMIT).await;
     assert_eq!(
@@ -58,13 +69,78 @@ async fn fails_once_then_completes_elsewhere(
         "{done:?}\n{}",
         second.log_text()
     );
-    let clean = wait_until(Duration::from_secs(5), || async {
+    let clean = wait_until(LIMIT, || async {
         leftover_processes(&first).is_empty() && leftover_processes(&second).is_empty()
     })
     .await;
     assert!(clean, "no process of the double's tree left");
+    let second_state_dir = second.state_dir.clone();
     drop(second);
-    (farm, first)
+    Retried {
+        farm,
+        job,
+        _first: first,
+        second_state_dir,
+        frames_before_retry,
+    }
+}
+
+/// Frame numbers of the `<name>_<frame>.png` files in `dir`.
+fn frames_on_disk(dir: &Path) -> BTreeSet<i32> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return BTreeSet::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let file_name = entry.file_name().into_string().ok()?;
+            let (_, number) = file_name.strip_suffix(".png")?.rsplit_once('_')?;
+            number.parse().ok()
+        })
+        .collect()
+}
+
+/// The frames each run of an agent rendered for one chunk, read back from aerender's raw output
+/// that the agent keeps per run (`<state_dir>/render-logs/<job>/<chunk>-<first frame>.log`) with
+/// `node-agent parse-log`: the settings block's `Start`..=`End`, which aerender prints from the
+/// `-s`/`-e` it was given, each confirmed by a frame line for every frame in it.
+async fn frames_rendered_per_run(state_dir: &Path, job_id: &str, frame_job_id: &str) -> Vec<RangeInclusive<i32>> {
+    let dir = state_dir.join("render-logs").join(job_id);
+    let mut runs = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+        let path = entry.path();
+        let is_this_chunk = path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .is_some_and(|name| name.starts_with(&format!("{frame_job_id}-")));
+        if !is_this_chunk {
+            continue;
+        }
+        let parsed = tokio::time::timeout(
+            LIMIT,
+            tokio::process::Command::new(binary("node-agent"))
+                .arg("parse-log")
+                .arg(&path)
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .expect("parse-log finished")
+        .unwrap();
+        let summary: serde_json::Value = serde_json::from_slice(&parsed.stdout).unwrap();
+        let (Some(start), Some(end)) = (summary["start_frame"].as_i64(), summary["end_frame"].as_i64()) else {
+            panic!("{} has no Start/End: {summary}", path.display());
+        };
+        assert_eq!(
+            summary["frame_lines_seen"].as_i64(),
+            Some(end - start + 1),
+            "{} rendered its whole range: {summary}",
+            path.display()
+        );
+        runs.push(i32::try_from(start).unwrap()..=i32::try_from(end).unwrap());
+    }
+    runs.sort_by_key(|range| *range.start());
+    runs
 }
 
 /// A comp that does not exist fails the job at once as a template error.
@@ -104,21 +180,56 @@ async fn completed_with_damage_fails_the_job() {
 }
 
 /// A crash mid-render (truncated frame, SIGABRT) retries elsewhere and keeps the frames
-/// already written.
+/// already written: the retry renders only the frames the crash did not leave on disk.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_mid_render_retries_elsewhere_keeping_written_frames() {
-    let (farm, _first) = fails_once_then_completes_elsewhere(
+    let retried = fails_once_then_completes_elsewhere(
         "crash",
         &[("FAKE_AERENDER_MODE", "crash"), ("FAKE_AERENDER_AT_FRAME", "3")],
         "crash",
     )
     .await;
-    let kept: Vec<i32> =
-        sqlx::query_scalar("SELECT cardinality(frames_written) FROM render.frame_jobs WHERE chunk_index = 0")
+    let farm = &retried.farm;
+    let (chunk_id, frame_start, frame_end): (uuid::Uuid, i32, i32) = sqlx::query_as(
+        "SELECT f.id, f.frame_start, f.frame_end FROM render.frame_jobs f \
+         JOIN render.node_crashes c ON c.frame_job_id = f.id WHERE c.crash_class = 'crash'",
+    )
+    .fetch_one(farm.db.pool())
+    .await
+    .unwrap();
+    let chunk_frames: Vec<i32> = (frame_start..=frame_end).collect();
+    let kept: Vec<i32> = chunk_frames
+        .iter()
+        .copied()
+        .filter(|frame| retried.frames_before_retry.contains(frame))
+        .collect();
+    assert!(
+        !kept.is_empty() && kept.len() < chunk_frames.len(),
+        "the crash at frame 3 left some of {chunk_frames:?} on disk, not all: {kept:?}"
+    );
+    let missing: Vec<i32> = chunk_frames
+        .iter()
+        .copied()
+        .filter(|frame| !kept.contains(frame))
+        .collect();
+
+    let runs = frames_rendered_per_run(&retried.second_state_dir, &retried.job.id, &chunk_id.to_string()).await;
+    let rendered: Vec<i32> = runs.iter().cloned().flatten().collect();
+    assert_eq!(
+        rendered, missing,
+        "the retry renders exactly the missing frames (runs {runs:?}), not the {kept:?} kept"
+    );
+    let written: Vec<i32> =
+        sqlx::query_scalar("SELECT cardinality(frames_written) FROM render.frame_jobs WHERE id = $1")
+            .bind(chunk_id)
             .fetch_all(farm.db.pool())
             .await
             .unwrap();
-    assert_eq!(kept, vec![5], "the chunk ends with all its frames");
+    assert_eq!(
+        written,
+        vec![chunk_frames.len() as i32],
+        "the chunk ends with all its frames"
+    );
 }
 
 /// A render that stalls mid-way is detected as a hang, killed, and retried elsewhere.
@@ -201,13 +312,10 @@ async fn busy_instance_backs_off_and_retries_here() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hang_after_finish_succeeds_by_outputs_and_is_killed() {
     let (farm, job, agent) = farm_with_failing_agent("tail", &[("FAKE_AERENDER_MODE", "hang_after_finish")]).await;
-    let done = farm.wait_terminal(&job.id, Duration::from_secs(30)).await;
+    let done = farm.wait_terminal(&job.id, LIMIT).await;
     assert_eq!(done.status(), pb::JobStatus::Completed, "{}", agent.log_text());
     assert!(crash_classes(&farm).await.is_empty());
-    let clean = wait_until(Duration::from_secs(5), || async {
-        leftover_processes(&agent).is_empty()
-    })
-    .await;
+    let clean = wait_until(LIMIT, || async { leftover_processes(&agent).is_empty() }).await;
     assert!(clean, "the hung tree was killed");
 }
 
@@ -224,10 +332,7 @@ async fn surviving_child_is_killed() {
     .await;
     let done = farm.wait_terminal(&job.id, LIMIT).await;
     assert_eq!(done.status(), pb::JobStatus::Completed, "{}", agent.log_text());
-    let clean = wait_until(Duration::from_secs(5), || async {
-        leftover_processes(&agent).is_empty()
-    })
-    .await;
+    let clean = wait_until(LIMIT, || async { leftover_processes(&agent).is_empty() }).await;
     assert!(clean, "the surviving child was found and killed");
 }
 

@@ -1,9 +1,9 @@
 //! TLS on the gRPC listener: agents and frctl connect over `https://`, trusting only the CA
 //! they are given, and a job renders end to end.
 
-use std::{path::Path, process::Command, time::Duration};
+use std::{path::Path, process::Command};
 
-use flatrender_e2e::{Farm, authed, binary, wait_until};
+use flatrender_e2e::{Farm, WAIT_LIMIT, authed, binary, wait_until};
 use flatrender_proto::pb::render_service_client::RenderServiceClient;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 
@@ -71,12 +71,16 @@ fn make_certificates(dir: &Path) {
     );
 }
 
-fn frctl(args: &[&str]) -> std::process::Output {
-    Command::new(binary("frctl"))
+async fn frctl(args: &[&str]) -> std::process::Output {
+    let run = tokio::process::Command::new(binary("frctl"))
         .args(args)
         .env_remove("FRCTL_TOKEN")
         .env_remove("FRCTL_CA_CERT")
-        .output()
+        .kill_on_drop(true)
+        .output();
+    tokio::time::timeout(WAIT_LIMIT, run)
+        .await
+        .expect("frctl finished in time")
         .expect("frctl runs")
 }
 
@@ -117,7 +121,7 @@ async fn agents_and_frctl_work_over_tls() {
             ("FLATRENDER_AGENT_CONTROL_PLANE__CA_CERT", ca.to_str().unwrap()),
         ],
     );
-    let completed = wait_until(Duration::from_secs(60), || async {
+    let completed = wait_until(WAIT_LIMIT, || async {
         farm.count("SELECT count(*) FROM render.render_jobs WHERE status = 'completed'")
             .await
             == 1
@@ -138,7 +142,8 @@ async fn agents_and_frctl_work_over_tls() {
         "--output",
         "json",
         "stats",
-    ]);
+    ])
+    .await;
     assert_eq!(
         stats.status.code(),
         Some(0),
@@ -146,8 +151,8 @@ async fn agents_and_frctl_work_over_tls() {
         String::from_utf8_lossy(&stats.stderr)
     );
     let parsed: serde_json::Value = serde_json::from_slice(&stats.stdout).expect("JSON");
-    assert!(parsed.is_object(), "{parsed}");
-    let no_ca = frctl(&["--endpoint", &https, "--token", token, "stats"]);
+    assert_eq!(parsed["jobs"]["completed"], 1, "the job rendered over TLS: {parsed}");
+    let no_ca = frctl(&["--endpoint", &https, "--token", token, "stats"]).await;
     assert_eq!(no_ca.status.code(), Some(2), "https without a CA is a usage error");
     assert!(String::from_utf8_lossy(&no_ca.stderr).contains("--ca-cert"));
     let plaintext = frctl(&[
@@ -158,7 +163,8 @@ async fn agents_and_frctl_work_over_tls() {
         "--timeout",
         "3",
         "stats",
-    ]);
+    ])
+    .await;
     assert_eq!(
         plaintext.status.code(),
         Some(5),

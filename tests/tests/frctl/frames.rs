@@ -1,9 +1,7 @@
 //! `frctl frames requeue` (dry run, confirmation, the move) and `frctl crashes list`, on a job
 //! whose chunk failed for good.
 
-use std::time::Duration;
-
-use flatrender_e2e::Farm;
+use flatrender_e2e::{Farm, WAIT_LIMIT};
 use flatrender_proto::pb;
 
 use crate::{fake_aerender, frctl};
@@ -31,7 +29,7 @@ async fn requeue_dry_run_moves_nothing_and_yes_moves_the_failed_chunk() {
             ("FAKE_AERENDER_ERROR", "comp_not_found"),
         ],
     );
-    let failed = farm.wait_terminal(&job.id, Duration::from_secs(60)).await;
+    let failed = farm.wait_terminal(&job.id, WAIT_LIMIT).await;
     assert_eq!(failed.status(), pb::JobStatus::Failed, "{}", agent.log_text());
     // Nothing may change the chunks behind the test's back.
     agent.kill();

@@ -1,10 +1,8 @@
 //! `frctl jobs list|show|watch|cancel|retry`.
 
-use std::time::Duration;
-
-use flatrender_e2e::{Farm, wait_until};
+use flatrender_e2e::{Farm, WAIT_LIMIT, wait_until};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::{command, fake_aerender, farm_args, frctl, output};
 
@@ -87,7 +85,8 @@ async fn watch_reconnects_and_exits_8_on_cancel() {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+    let mut stderr_lines = BufReader::new(watch.stderr.take().unwrap()).lines();
+    let first = tokio::time::timeout(WAIT_LIMIT, lines.next_line())
         .await
         .unwrap()
         .unwrap()
@@ -96,7 +95,20 @@ async fn watch_reconnects_and_exits_8_on_cancel() {
     assert_eq!(first["job"]["status"], "queued");
 
     farm.kill_control_plane();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The watch notices the lost stream and starts reconnecting before the control plane is back.
+    let mut stderr = String::new();
+    tokio::time::timeout(WAIT_LIMIT, async {
+        while let Some(line) = stderr_lines.next_line().await.unwrap() {
+            stderr.push_str(&line);
+            stderr.push('\n');
+            if line.contains("reconnecting") {
+                return;
+            }
+        }
+        panic!("watch ended without reconnecting: {stderr}");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("watch did not start reconnecting: {stderr}"));
     farm.start_control_plane().await;
     let cancelled = frctl(
         &farm,
@@ -114,21 +126,12 @@ async fn watch_reconnects_and_exits_8_on_cancel() {
     assert_eq!(cancelled.expect_code(0).json()["job"]["status"], "cancelled");
 
     let mut last = first;
-    while let Ok(Some(line)) = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .unwrap()
-    {
+    while let Ok(Some(line)) = tokio::time::timeout(WAIT_LIMIT, lines.next_line()).await.unwrap() {
         last = serde_json::from_str(&line).unwrap();
     }
-    let status = tokio::time::timeout(Duration::from_secs(10), watch.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = tokio::time::timeout(WAIT_LIMIT, watch.wait()).await.unwrap().unwrap();
     assert_eq!(status.code(), Some(8), "watch exits 8 after the restart and the cancel");
     assert_eq!(last["job"]["status"], "cancelled");
-    let mut stderr = String::new();
-    watch.stderr.take().unwrap().read_to_string(&mut stderr).await.unwrap();
-    assert!(stderr.contains("reconnecting"), "the stream was reopened: {stderr}");
 
     let watched = frctl(&farm, &["jobs", "watch", &job.id]).await;
     assert!(watched.expect_code(8).stdout.contains("cancelled"), "{watched:?}");
@@ -139,7 +142,7 @@ async fn watch_reconnects_and_exits_8_on_cancel() {
     let conflict = frctl(&farm, &["jobs", "retry", &job.id]).await;
     conflict.expect_code(6);
     assert!(conflict.stderr.contains("only failed or cancelled"), "{conflict:?}");
-    let requeued = wait_until(Duration::from_secs(5), || async {
+    let requeued = wait_until(WAIT_LIMIT, || async {
         farm.count("SELECT count(*) FROM render.frame_jobs WHERE state = 'pending'")
             .await
             == 2

@@ -12,9 +12,9 @@ mod frames;
 mod jobs;
 mod nodes;
 
-use std::{path::PathBuf, process::Stdio, time::Duration};
+use std::{path::PathBuf, process::Stdio};
 
-use flatrender_e2e::{Farm, binary};
+use flatrender_e2e::{Farm, WAIT_LIMIT, binary};
 use serde_json::Value;
 
 /// The test double, built with this package.
@@ -72,11 +72,11 @@ pub async fn frctl_raw(args: &[&str]) -> Run {
     output(command(args)).await
 }
 
-/// Waits for a frctl command, at most a minute.
+/// Waits for a frctl command, at most [`WAIT_LIMIT`].
 pub async fn output(mut command: tokio::process::Command) -> Run {
-    let output = tokio::time::timeout(Duration::from_secs(60), command.output())
+    let output = tokio::time::timeout(WAIT_LIMIT, command.output())
         .await
-        .expect("frctl finished within a minute")
+        .expect("frctl finished in time")
         .expect("frctl ran");
     Run {
         code: output.status.code().unwrap_or(-1),

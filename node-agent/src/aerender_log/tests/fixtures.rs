@@ -1,26 +1,28 @@
-//! The four real logs of `../shared/fixtures/aerender-logs/`, read as their README says.
+//! The four real logs of `node-agent/tests/fixtures/aerender-logs/` (the repository's copy of the
+//! shared fixtures), read as their README says.
 
 use super::super::{ErrorClass, ExpectedFramesSource, LogParser, Outcome, parse_log};
 use super::classes;
 
-const LOG_01: &str = include_str!(concat!(
+pub(super) const LOG_01: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/fixtures/aerender-logs/01-success-win-cc2017-abbreviated.log"
+    "/tests/fixtures/aerender-logs/01-success-win-cc2017-abbreviated.log"
 ));
-const LOG_04: &str = include_str!(concat!(
+pub(super) const LOG_04: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/fixtures/aerender-logs/04-error-win-cc2015-missing-fonts-no-comp.log"
+    "/tests/fixtures/aerender-logs/04-error-win-cc2015-missing-fonts-no-comp.log"
 ));
-const LOG_17: &str = include_str!(concat!(
+pub(super) const LOG_17: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/fixtures/aerender-logs/17-header-macos-ae2020-progress-block.log"
+    "/tests/fixtures/aerender-logs/17-header-macos-ae2020-progress-block.log"
 ));
-const LOG_18: &str = include_str!(concat!(
+pub(super) const LOG_18: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/fixtures/aerender-logs/18-renderlog-macos-ae2022-finished-then-hang-tail.log"
+    "/tests/fixtures/aerender-logs/18-renderlog-macos-ae2022-finished-then-hang-tail.log"
 ));
 
-const ALL_LOGS: [&str; 4] = [LOG_01, LOG_04, LOG_17, LOG_18];
+/// The four fixtures, in file order.
+pub(super) const ALL_LOGS: [&str; 4] = [LOG_01, LOG_04, LOG_17, LOG_18];
 
 /// Log 01 is a success: comp "Composition" finished, 1 min 28 s total, CC 2017 banner.
 #[test]
@@ -72,8 +74,8 @@ fn log_04_has_no_comp_and_no_frames() {
     assert!(summary.items.is_empty());
 }
 
-/// Log 17 is in progress: 23.976 fps, Duration 0:00:27:16 = 27 × 24 + 16 = 664 frames, 4 done.
-/// (The fixture README says 655; End 0:00:27:15 from Start 0:00:00:00 confirms 664.)
+/// Log 17 is in progress: 23.976 fps, Duration 0:00:27:16 = 27 × 24 + 16 = 664 frames, 4 done
+/// (End 0:00:27:15 from Start 0:00:00:00 confirms 664).
 #[test]
 fn log_17_reads_as_incomplete_with_664_expected_and_4_done() {
     let summary = parse_log(LOG_17);

@@ -1,7 +1,9 @@
 //! Tests of the aerender log parser: the line grammar, classification of every line the doc
-//! quotes, streaming semantics, and the four shared real logs.
+//! quotes, streaming semantics, the four real logs of `node-agent/tests/fixtures/aerender-logs/`,
+//! and logs pasted without their line breaks.
 
 mod classify;
+mod collapsed;
 mod failures;
 mod fixtures;
 mod grammar;
