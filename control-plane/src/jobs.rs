@@ -106,6 +106,74 @@ pub struct NewJob {
     pub requirements: Requirements,
 }
 
+impl NewJob {
+    /// BLAKE3 of the canonical submission: every field, labelled and length-prefixed, so two
+    /// requests hash alike exactly when they ask for the same job. A resubmission under an
+    /// idempotency key must match the stored hash. A field added to `NewJob` must be added here.
+    pub fn request_hash(&self) -> [u8; 32] {
+        let mut canonical = Canonical::default();
+        canonical.put("tenant_id", &self.tenant_id.to_string());
+        canonical.put("user_id", &self.user_id.to_string());
+        canonical.put_opt("saved_project_id", self.saved_project_id.map(|id| id.to_string()));
+        canonical.put_opt("idempotency_key", self.idempotency_key.clone());
+        canonical.put("kind", self.kind.as_str());
+        canonical.put("priority", &self.priority.to_string());
+        canonical.put("template.id", &self.template.template_id.to_string());
+        canonical.put("template.version", &self.template.version.to_string());
+        canonical.put("template.url", self.template.url.as_str());
+        canonical.put("template.hash", &self.template.hash.to_hex());
+        canonical.put("template.size_bytes", &self.template.size_bytes.to_string());
+        canonical.put("composition", self.composition.as_str());
+        canonical.put("frame_range", &self.frame_range.to_string());
+        // Bit-exact: 25.0 and 25.000001 are different jobs.
+        canonical.put("fps", &self.fps.to_bits().to_string());
+        let output = serde_json::to_string(&self.output).unwrap_or_default();
+        canonical.put("output", &output);
+        for (name, track) in [
+            ("music", &self.music),
+            ("sfx", &self.sfx),
+            ("voiceover", &self.voiceover),
+        ] {
+            canonical.put_opt(
+                name,
+                track
+                    .as_ref()
+                    .map(|track| format!("{} {}", track.url.as_str(), track.volume.get().to_bits())),
+            );
+        }
+        canonical.put_opt("requirements.os", self.requirements.os.map(|os| os.as_str().to_owned()));
+        canonical.put_opt("requirements.ae_version", self.requirements.ae_version.clone());
+        let mut tags = self.requirements.tags.clone();
+        tags.sort();
+        tags.dedup();
+        canonical.put("requirements.tags", &tags.join(","));
+        *canonical.hasher.finalize().as_bytes()
+    }
+}
+
+/// Builds a canonical byte string of labelled, length-prefixed values, hashing as it goes.
+#[derive(Default)]
+struct Canonical {
+    hasher: blake3::Hasher,
+}
+
+impl Canonical {
+    fn put(&mut self, label: &str, value: &str) {
+        for part in [label, value] {
+            self.hasher.update(&(part.len() as u64).to_le_bytes());
+            self.hasher.update(part.as_bytes());
+        }
+    }
+
+    fn put_opt(&mut self, label: &str, value: Option<String>) {
+        match value {
+            // A present empty value and an absent one differ.
+            Some(value) => self.put(label, &format!("={value}")),
+            None => self.put(label, ""),
+        }
+    }
+}
+
 /// Progress figures of a job.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct JobProgressView {
@@ -250,9 +318,16 @@ pub async fn submit(pool: &PgPool, job: &NewJob, config: &DispatchConfig) -> Con
         }
         None => {
             let key = job.idempotency_key.as_deref().unwrap_or_default();
-            let existing = db::jobs::find_by_idempotency_key(&mut transaction, job.tenant_id, key)
+            let (existing, stored_hash) = db::jobs::find_by_idempotency_key(&mut transaction, job.tenant_id, key)
                 .await?
                 .ok_or_else(|| ControlPlaneError::Aborted("idempotency key raced with a deletion; retry".into()))?;
+            // Jobs stored before hashes were kept have none: they match any resubmission.
+            if stored_hash.is_some_and(|stored| stored.as_slice() != job.request_hash().as_slice()) {
+                return Err(ControlPlaneError::AlreadyExists(format!(
+                    "idempotency_key {key:?} was already used for job {existing} with a different request; \
+                     resubmit the identical request to get that job, or use a new key for a new job"
+                )));
+            }
             (existing, false)
         }
     };

@@ -82,9 +82,10 @@ pub(crate) async fn insert_with_chunks(
             tenant_id, user_id, saved_project_id, idempotency_key, kind, priority, template_id, template_version,
             template_url, template_hash, template_size_bytes, composition, frame_start, frame_end, fps, output_settings,
             music_url, music_volume, sfx_url, sfx_volume, voiceover_url, voiceover_volume, has_voiceover,
-            required_os, required_ae_version, required_tags, chunk_size, max_attempts, frames_total, chunks_total)
+            required_os, required_ae_version, required_tags, chunk_size, max_attempts, frames_total, chunks_total,
+            request_hash)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22,
-                 $23, $24, $25, $26, $27, $28, $29, $30)
+                 $23, $24, $25, $26, $27, $28, $29, $30, $31)
          ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
          RETURNING id",
     )
@@ -118,6 +119,7 @@ pub(crate) async fn insert_with_chunks(
     .bind(max_attempts)
     .bind(i32::try_from(job.frame_range.len()).unwrap_or(i32::MAX))
     .bind(i32::try_from(chunks.len()).unwrap_or(i32::MAX))
+    .bind(&job.request_hash()[..])
     .fetch_optional(&mut *connection)
     .await?;
     let Some(id) = id else {
@@ -141,19 +143,19 @@ pub(crate) async fn insert_with_chunks(
     Ok(Some(JobId::from_uuid(id)))
 }
 
-/// The job with this idempotency key, if any.
+/// The job with this idempotency key, if any, and the hash of the request that created it.
 pub(crate) async fn find_by_idempotency_key(
     connection: &mut PgConnection,
     tenant_id: TenantId,
     key: &str,
-) -> Result<Option<JobId>, DbError> {
-    let id: Option<Uuid> =
-        sqlx::query_scalar("SELECT id FROM render.render_jobs WHERE tenant_id = $1 AND idempotency_key = $2")
+) -> Result<Option<(JobId, Option<Vec<u8>>)>, DbError> {
+    let row: Option<(Uuid, Option<Vec<u8>>)> =
+        sqlx::query_as("SELECT id, request_hash FROM render.render_jobs WHERE tenant_id = $1 AND idempotency_key = $2")
             .bind(tenant_id.as_uuid())
             .bind(key)
             .fetch_optional(connection)
             .await?;
-    Ok(id.map(JobId::from_uuid))
+    Ok(row.map(|(id, hash)| (JobId::from_uuid(id), hash)))
 }
 
 /// One job with its progress.

@@ -498,3 +498,59 @@ where
     }
     outputs
 }
+
+/// Reusing an idempotency key with a different request is ALREADY_EXISTS naming the key (it
+/// used to return the first job silently); the identical request still returns that job.
+#[tokio::test]
+async fn an_idempotency_key_reused_for_another_request_is_a_conflict() {
+    let farm = Farm::start().await;
+    let mut client = farm.render().await;
+    let tenant = TenantId::new_random();
+    let mut first = job_request(tenant, 0, 99);
+    first.idempotency_key = "order-1234".into();
+    let created = client
+        .submit_render_job(authed(first.clone(), &farm.service_token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(created.created);
+    let job_id = created.job.unwrap().id;
+
+    let again = client
+        .submit_render_job(authed(first.clone(), &farm.service_token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!again.created);
+    assert_eq!(again.job.unwrap().id, job_id);
+
+    type Change = fn(&mut pb::SubmitRenderJobRequest);
+    let changes: [Change; 5] = [
+        |r| r.frame_range = Some(pb::FrameRange { start: 0, end: 100 }),
+        |r| r.composition = "Other Comp".into(),
+        |r| r.fps = 30.0,
+        |r| r.music.as_mut().unwrap().volume = 0.5,
+        |r| r.template.as_mut().unwrap().blake3_hex = crate::support::HASH_B.into(),
+    ];
+    for change in changes {
+        let mut different = first.clone();
+        change(&mut different);
+        let status = client
+            .submit_render_job(authed(different, &farm.service_token))
+            .await
+            .expect_err("a different request under the same key is refused");
+        assert_eq!(status.code(), Code::AlreadyExists, "{status:?}");
+        assert!(status.message().contains("order-1234"), "{}", status.message());
+        assert!(status.message().contains(&job_id), "{}", status.message());
+    }
+    assert_eq!(farm.count("SELECT count(*) FROM render.render_jobs").await, 1);
+    // The same key under another tenant is another job.
+    let mut other_tenant = first.clone();
+    other_tenant.tenant_id = TenantId::new_random().to_string();
+    let other = client
+        .submit_render_job(authed(other_tenant, &farm.service_token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(other.created);
+}
