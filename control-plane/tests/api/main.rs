@@ -9,6 +9,7 @@ mod faults;
 mod hardening;
 mod jobs;
 mod leases;
+mod reports;
 mod security;
 mod support;
 mod validation;
