@@ -12,4 +12,5 @@ mod leases;
 mod reports;
 mod security;
 mod support;
+mod token_kinds;
 mod validation;
