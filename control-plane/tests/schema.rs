@@ -234,13 +234,18 @@ async fn every_seed_table_exists() {
         .filter(|table| !existing.iter().any(|name| name.as_str() == **table))
         .collect();
     assert!(missing.is_empty(), "missing tables: {missing:?}");
-    let schemas: Vec<String> =
-        sqlx::query_scalar("SELECT nspname::text FROM pg_namespace WHERE nspname = ANY($1) ORDER BY 1")
-            .bind(&SERVICE_SCHEMAS[..])
-            .fetch_all(db.pool())
-            .await
-            .unwrap();
-    assert_eq!(schemas.len(), SERVICE_SCHEMAS.len());
+    // Outside the service schemas there is only the migration runner's bookkeeping.
+    let elsewhere: Vec<String> = sqlx::query_scalar(
+        "SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE c.relkind IN ('r', 'p') AND n.nspname <> ALL($1)
+            AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+          ORDER BY 1",
+    )
+    .bind(&SERVICE_SCHEMAS[..])
+    .fetch_all(db.pool())
+    .await
+    .unwrap();
+    assert_eq!(elsewhere, vec!["public.schema_migrations".to_owned()]);
 }
 
 /// The time-series tables are range-partitioned on a timestamptz column with a 2026-01 partition and a default one.
@@ -766,6 +771,16 @@ async fn service_role_logs_in_once_ops_set_a_password() {
         );
     }
 
+    // pg_authid: the role's stored password (unlike pg_roles, which masks it).
+    let has_password = || async {
+        sqlx::query_scalar::<_, bool>(
+            "SELECT rolpassword IS NOT NULL FROM pg_authid WHERE rolname = 'flatrender_identity'",
+        )
+        .fetch_one(db.pool())
+        .await
+        .unwrap()
+    };
+    assert!(!has_password().await, "no password until ops set one");
     let password = Uuid::new_v4().simple().to_string();
     db.pool()
         .execute(format!("ALTER ROLE flatrender_identity PASSWORD '{password}'").as_str())
@@ -793,6 +808,7 @@ async fn service_role_logs_in_once_ops_set_a_password() {
         .execute("ALTER ROLE flatrender_identity PASSWORD NULL")
         .await
         .unwrap();
+    assert!(!has_password().await, "the password is cleared again for the next run");
 }
 
 /// CHECK constraints reject nonsense: out-of-range volumes, unknown statuses, end frame before start frame, negative sizes.
@@ -956,6 +972,22 @@ async fn concurrent_partition_upkeep_does_not_collide() {
             .execute(db.pool())
             .await
             .unwrap();
+        // What one pass has to do: create the two months not there yet, drop every month before June.
+        let table = parent.split_once('.').unwrap().1;
+        let before = partitions_of(db.pool(), parent).await;
+        let expected_created = ["y2026m11", "y2026m12"]
+            .iter()
+            .filter(|suffix| !before.contains(&format!("{table}_{suffix}")))
+            .count() as i32;
+        let expected_dropped = before
+            .iter()
+            .filter_map(|name| name.strip_prefix(&format!("{table}_y")))
+            .filter(|month| month.as_bytes() < b"2026m06".as_slice())
+            .count() as i32;
+        assert!(
+            expected_dropped >= 6,
+            "{parent}: this round retires the 6 months it created"
+        );
         let callers = (0..6).map(|_| {
             let pool = db.pool().clone();
             tokio::spawn(async move {
@@ -980,8 +1012,8 @@ async fn concurrent_partition_upkeep_does_not_collide() {
             created += ensured.unwrap_or_else(|error| panic!("{parent}: ensure failed: {error}"));
             dropped += retired.unwrap_or_else(|error| panic!("{parent}: drop failed: {error}"));
         }
-        assert!(created <= 2, "{parent}: each month created once");
-        assert!(dropped >= 6, "{parent}: each old month dropped once ({dropped})");
+        assert_eq!(created, expected_created, "{parent}: each missing month created once");
+        assert_eq!(dropped, expected_dropped, "{parent}: each old month dropped once");
         let left = partitions_of(db.pool(), parent).await;
         assert!(
             !left

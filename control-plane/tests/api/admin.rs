@@ -1,10 +1,9 @@
 //! Node states, ops moves, health ingestion and partitions.
 
-use std::time::Duration;
-
+use chrono::Datelike;
 use flatrender_proto::{pb, types::TenantId};
 
-use crate::support::{Farm, HASH_A, authed, eventually, test_config};
+use crate::support::{Farm, HASH_A, authed, eventually, http_get, metric_sample, names_field, test_config};
 
 fn node_state(node: &pb::Node) -> pb::NodeState {
     node.state()
@@ -46,7 +45,7 @@ async fn drain_finishes_running_work_then_undrain_restores() {
         pb::CompletionOutcome::Accepted,
         "running work finishes"
     );
-    let settled = eventually(Duration::from_secs(5), || async {
+    let settled = eventually(|| async {
         farm.count("SELECT count(*) FROM render.nodes WHERE state = 'drained'")
             .await
             == 1
@@ -86,7 +85,7 @@ async fn drain_with_deadline_requeues_running_work() {
         ))
         .await
         .unwrap();
-    let requeued = eventually(Duration::from_secs(5), || async {
+    let requeued = eventually(|| async {
         farm.count("SELECT count(*) FROM render.frame_jobs WHERE state = 'pending' AND attempt = 0")
             .await
             == 1
@@ -108,7 +107,7 @@ async fn silent_node_goes_offline_and_comes_back() {
     farm.submit(TenantId::new_random(), 0, 9, HASH_A).await;
     let mut node = farm.register("node-a", &[]).await;
     node.acquire(1).await;
-    let offline = eventually(Duration::from_secs(10), || async {
+    let offline = eventually(|| async {
         farm.count("SELECT count(*) FROM render.nodes WHERE state = 'offline'")
             .await
             == 1
@@ -215,7 +214,17 @@ async fn requeue_dry_run_moves_nothing() {
         .await
         .unwrap()
         .into_inner();
+    let moved_ids = |frame_jobs: &[pb::FrameJob]| {
+        let mut ids: Vec<String> = frame_jobs.iter().map(|chunk| chunk.id.clone()).collect();
+        ids.sort();
+        ids
+    };
     assert_eq!(real.frame_jobs.len(), 2);
+    assert_eq!(
+        moved_ids(&real.frame_jobs),
+        moved_ids(&dry.frame_jobs),
+        "exactly what the dry run listed"
+    );
     assert_eq!(
         farm.count("SELECT count(*) FROM render.frame_jobs WHERE state = 'pending'")
             .await,
@@ -294,13 +303,13 @@ async fn frame_jobs_are_listed_by_job_with_node_names() {
         .await
         .unwrap_err();
     assert_eq!(bad_state.code(), tonic::Code::InvalidArgument);
-    assert!(bad_state.message().contains("states[0]"), "{bad_state:?}");
+    assert!(names_field(&bad_state, "states[0]"), "{bad_state:?}");
     let bad_id = admin
         .list_frame_jobs(authed(list("nope".into(), vec![]), &farm.admin_token))
         .await
         .unwrap_err();
     assert_eq!(bad_id.code(), tonic::Code::InvalidArgument);
-    assert!(bad_id.message().contains("job_id"), "{bad_id:?}");
+    assert!(names_field(&bad_id, "job_id"), "{bad_id:?}");
     let unknown = admin
         .list_frame_jobs(authed(
             list(uuid::Uuid::new_v4().to_string(), vec![]),
@@ -316,20 +325,22 @@ async fn frame_jobs_are_listed_by_job_with_node_names() {
     assert_eq!(denied.code(), tonic::Code::PermissionDenied);
 }
 
-/// Health samples from heartbeats land in the partitioned table, in batches.
+/// Health samples from heartbeats land in the partitioned table, in batches, and the node's
+/// gauges on `/metrics` show its latest sample.
 #[tokio::test]
 async fn health_samples_are_ingested() {
     let farm = Farm::start().await;
     let mut node = farm.register("node-a", &[]).await;
     let now = chrono::Utc::now();
+    // Oldest first, as the agent sends them; each sample differs so the gauge shows which one won.
     let samples = (0..25)
         .map(|index| pb::HealthSample {
             recorded_at: Some(prost_types::Timestamp {
-                seconds: now.timestamp() - index,
+                seconds: now.timestamp() - 24 + index,
                 nanos: 0,
             }),
-            cpu_percent: 40.0,
-            memory_used_bytes: 8 << 30,
+            cpu_percent: 20.0 + index as f32,
+            memory_used_bytes: (8 << 30) + index,
             memory_total_bytes: 64 << 30,
             output_disk_free_bytes: 500 << 30,
             ae_process_count: 1,
@@ -344,13 +355,38 @@ async fn health_samples_are_ingested() {
         ..Default::default()
     })
     .await;
-    let stored = eventually(Duration::from_secs(5), || async {
-        farm.count("SELECT count(*) FROM render.node_health_logs").await == 25
-    })
-    .await;
-    assert!(stored);
-    let metrics = reqwest_free_get(farm.http, "/metrics").await;
-    assert!(metrics.contains("flatrender_node_cpu_percent"), "{metrics}");
+    // The writer counts a batch once it is committed: wait for the count, then read the rows.
+    let written = |metrics: &str| metric_sample(metrics, "flatrender_health_samples_written_total", &[]);
+    let stored = eventually(|| async { written(&farm.metrics().await) == Some(25.0) }).await;
+    assert!(stored, "all 25 samples are written: {}", farm.metrics().await);
+    assert_eq!(farm.count("SELECT count(*) FROM render.node_health_logs").await, 25);
+    let (nodes, newest_cpu): (i64, f32) = sqlx::query_as(
+        "SELECT count(DISTINCT node_id), (array_agg(cpu_percent ORDER BY recorded_at DESC))[1]
+           FROM render.node_health_logs WHERE node_id = $1::uuid",
+    )
+    .bind(&node.id)
+    .fetch_one(farm.db.pool())
+    .await
+    .unwrap();
+    assert_eq!((nodes, newest_cpu), (1, 44.0), "stored under the node, values intact");
+
+    let metrics = farm.metrics().await;
+    let this_node = [("node_id", node.id.as_str())];
+    assert_eq!(
+        metric_sample(&metrics, "flatrender_node_cpu_percent", &this_node),
+        Some(44.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric_sample(&metrics, "flatrender_node_memory_used_bytes", &this_node),
+        Some(((8_i64 << 30) + 24) as f64),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric_sample(&metrics, "flatrender_health_samples_dropped_total", &[]),
+        Some(0.0),
+        "{metrics}"
+    );
 }
 
 /// Partition upkeep creates the coming months once, and lists them.
@@ -358,7 +394,19 @@ async fn health_samples_are_ingested() {
 async fn partitions_are_ensured_and_listed() {
     let farm = Farm::start().await;
     let mut admin = farm.admin().await;
-    // The server already ran upkeep at start; asking for more months creates only the new ones.
+    // The server's start-up upkeep (this month and 3 ahead, by default) runs in the background:
+    // wait for it, so that asking for 6 months ahead creates exactly the 3 months it lacks.
+    let fourth_month = chrono::Utc::now().date_naive().with_day(1).unwrap() + chrono::Months::new(3);
+    let last_of_start_up = format!("render.node_health_logs_{}", fourth_month.format("y%Ym%m"));
+    let upkept = eventually(|| async {
+        sqlx::query_scalar::<_, bool>("SELECT to_regclass($1) IS NOT NULL")
+            .bind(&last_of_start_up)
+            .fetch_one(farm.db.pool())
+            .await
+            .unwrap()
+    })
+    .await;
+    assert!(upkept, "start-up upkeep creates {last_of_start_up}");
     let response = admin
         .ensure_partitions(authed(
             pb::EnsurePartitionsRequest { months_ahead: 6 },
@@ -367,7 +415,7 @@ async fn partitions_are_ensured_and_listed() {
         .await
         .unwrap()
         .into_inner();
-    assert!(response.created >= 3, "{response:?}");
+    assert_eq!(response.created, 3, "{response:?}");
     let again = admin
         .ensure_partitions(authed(
             pb::EnsurePartitionsRequest { months_ahead: 6 },
@@ -430,19 +478,6 @@ async fn stats_and_crashes_are_reported() {
     assert_eq!(crashes[0].node_name, "node-a");
 }
 
-/// A plain HTTP/1.1 GET over a TCP socket (keeps the test free of an HTTP client dependency).
-async fn reqwest_free_get(address: std::net::SocketAddr, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    stream
-        .write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut body = String::new();
-    stream.read_to_string(&mut body).await.unwrap();
-    body
-}
-
 /// Standard gRPC health checking answers SERVING for every service, without a token, so load
 /// balancers and grpcurl-style tools work.
 #[tokio::test]
@@ -469,6 +504,6 @@ async fn grpc_health_checking_reports_serving() {
             "{service}"
         );
     }
-    let ready = reqwest_free_get(farm.http, "/readyz").await;
-    assert!(ready.starts_with("HTTP/1.1 200") && ready.ends_with("ready"), "{ready}");
+    let (status, body) = http_get(farm.http, "/readyz").await;
+    assert!(status == 200 && body.ends_with("ready"), "{status} {body}");
 }

@@ -4,7 +4,9 @@ use std::{collections::HashSet, time::Duration};
 
 use flatrender_proto::{pb, types::TenantId};
 
-use crate::support::{Farm, HASH_A, HASH_B, authed, job_request, test_config};
+use crate::support::{
+    Farm, HASH_A, HASH_B, PATIENCE, authed, eventually, job_request, metric_sample, registration, test_config,
+};
 
 /// A tenant with many queued jobs does not starve a tenant with one.
 #[tokio::test]
@@ -73,29 +75,49 @@ async fn requirements_are_matched() {
         .await
         .unwrap();
     let mut plain = farm.register("node-plain", &[]).await;
-    assert!(plain.acquire(1).await.is_empty());
+    assert!(plain.acquire(1).await.is_empty(), "lacks the tag");
+    let mut mac = registration("node-mac", &["gpu"]);
+    mac.os = pb::OperatingSystem::Macos as i32;
+    let mut mac = farm.register_as(farm.grpc, mac).await;
+    assert!(mac.acquire(1).await.is_empty(), "wrong OS");
+    let mut old_ae = registration("node-ae23", &["gpu"]);
+    old_ae.ae_version = "23.6.0".into();
+    let mut old_ae = farm.register_as(farm.grpc, old_ae).await;
+    assert!(old_ae.acquire(1).await.is_empty(), "wrong After Effects version");
     let mut gpu = farm.register("node-gpu", &["gpu", "fast"]).await;
-    assert_eq!(gpu.acquire(1).await.len(), 1);
+    assert_eq!(gpu.acquire(1).await.len(), 1, "matches all three");
 }
 
-/// A node long-polling for work is woken when a job arrives, well before its wait ends.
+/// A node long-polling for work is parked until a job arrives, and the submission wakes it: it
+/// gets the chunk, which only a wake-up can give (a wait that runs out answers with nothing).
 #[tokio::test]
 async fn waiting_node_is_woken_by_a_submission() {
-    let farm = Farm::start().await;
+    let mut config = test_config();
+    config.dispatch.max_acquire_wait_seconds = 300;
+    let farm = Farm::start_with(config).await;
     let mut node = farm.register("node-a", &[]).await;
-    let waiter = tokio::spawn(async move {
-        let started = tokio::time::Instant::now();
-        let got = node.acquire_waiting(1, Duration::from_secs(20)).await;
-        (got.len(), started.elapsed())
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(claim_queries(&farm).await, 0.0, "nothing has claimed yet");
+    let waiter = tokio::spawn(async move { node.acquire_waiting(1, Duration::from_secs(300)).await });
+    // The waiter's first claim ran and found nothing (no job exists yet): it is now parked.
+    let first_claim_ran = eventually(|| async { claim_queries(&farm).await >= 1.0 }).await;
+    assert!(first_claim_ran, "the long poll reached the dispatcher");
+    assert!(!waiter.is_finished(), "a long poll with nothing to claim stays parked");
     farm.submit(TenantId::new_random(), 0, 0, HASH_A).await;
-    let (count, waited) = waiter.await.unwrap();
-    assert_eq!(count, 1);
-    assert!(
-        waited < Duration::from_secs(15),
-        "woken by the submission, not the timeout ({waited:?})"
+    let got = tokio::time::timeout(PATIENCE, waiter)
+        .await
+        .expect("the submission wakes the parked waiter")
+        .unwrap();
+    assert_eq!(got.len(), 1, "the woken waiter claims the new chunk");
+    assert_eq!(
+        farm.count("SELECT count(*) FROM render.frame_jobs WHERE state = 'leased'")
+            .await,
+        1
     );
+}
+
+/// Claim queries this control plane has run (the count of its acquire-latency histogram).
+async fn claim_queries(farm: &Farm) -> f64 {
+    metric_sample(&farm.metrics().await, "flatrender_lease_acquire_seconds_count", &[]).unwrap_or(0.0)
 }
 
 /// Two control planes on one database, many nodes claiming at once: no chunk is leased twice.
@@ -157,14 +179,15 @@ async fn idle_nodes_are_told_to_prefetch_hot_templates() {
             })
             .collect()
     };
-    let mut told = Vec::new();
-    for _ in 0..80 {
-        told = prefetches(&idle.heartbeat(pb::HeartbeatRequest::default()).await);
-        if !told.is_empty() {
-            break;
+    // Suggestions come from a periodically refreshed view of the queue: heartbeat until one comes.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let told = loop {
+        let told = prefetches(&idle.heartbeat(pb::HeartbeatRequest::default()).await);
+        if !told.is_empty() || tokio::time::Instant::now() >= deadline {
+            break told;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    };
     assert_eq!(told, vec![HASH_B.to_string()]);
     assert!(
         prefetches(&idle.heartbeat(pb::HeartbeatRequest::default()).await).is_empty(),

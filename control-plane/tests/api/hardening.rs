@@ -9,7 +9,7 @@ use tonic::Code;
 
 use crate::{
     faults::DbProxy,
-    support::{Farm, authed, eventually, http_get, job_request, test_config},
+    support::{Farm, authed, eventually_within, http_get, job_request, test_config},
 };
 
 /// How long a test waits for something that takes well under a second on an idle machine.
@@ -152,7 +152,7 @@ async fn readiness_and_grpc_health_follow_the_database() {
     assert!(answered.contains("database"), "{answered}");
     for service in readiness::SERVICES {
         assert!(
-            eventually(WAIT, || async {
+            eventually_within(WAIT, || async {
                 grpc_health(grpc, service).await == ServingStatus::NotServing as i32
             })
             .await,
@@ -161,10 +161,10 @@ async fn readiness_and_grpc_health_follow_the_database() {
     }
 
     proxy.blackhole(false);
-    assert!(eventually(WAIT, || async { http_get(http, "/readyz").await.0 == 200 }).await);
+    assert!(eventually_within(WAIT, || async { http_get(http, "/readyz").await.0 == 200 }).await);
     for service in readiness::SERVICES {
         assert!(
-            eventually(WAIT, || async {
+            eventually_within(WAIT, || async {
                 grpc_health(grpc, service).await == ServingStatus::Serving as i32
             })
             .await,

@@ -1,11 +1,9 @@
 //! Submitting, following and cancelling jobs.
 
-use std::time::Duration;
-
 use flatrender_proto::{pb, types::TenantId};
 use tokio_stream::StreamExt;
 
-use crate::support::{Farm, HASH_A, authed, job_request};
+use crate::support::{Farm, HASH_A, PATIENCE, authed, job_request};
 
 /// A submission creates the job and its chunks in one go, covering the range exactly.
 #[tokio::test]
@@ -63,7 +61,13 @@ async fn acquire_complete_cycle_finishes_the_job_and_watch_follows_it() {
         .await
         .unwrap()
         .into_inner();
-    let first = watch.next().await.unwrap().unwrap().job.unwrap();
+    let first = tokio::time::timeout(PATIENCE, watch.next())
+        .await
+        .expect("the watch sends the current state at once")
+        .unwrap()
+        .unwrap()
+        .job
+        .unwrap();
     assert_eq!(first.status(), pb::JobStatus::Queued);
 
     let mut node = farm.register("node-a", &[]).await;
@@ -86,10 +90,7 @@ async fn acquire_complete_cycle_finishes_the_job_and_watch_follows_it() {
     assert!(done.finished_at.is_some());
 
     let mut last = first;
-    while let Some(update) = tokio::time::timeout(Duration::from_secs(10), watch.next())
-        .await
-        .unwrap()
-    {
+    while let Some(update) = tokio::time::timeout(PATIENCE, watch.next()).await.unwrap() {
         last = update.unwrap().job.unwrap();
     }
     assert_eq!(
@@ -203,14 +204,21 @@ async fn list_paginates_and_filters() {
     }
     ids.reverse();
     assert_eq!(seen, ids);
-    let request = pb::ListRenderJobsRequest {
+    let with_status = |status: pb::JobStatus| pb::ListRenderJobsRequest {
         tenant_id: tenant.to_string(),
-        statuses: vec![pb::JobStatus::Completed as i32],
+        statuses: vec![status as i32],
         ..Default::default()
     };
+    let queued = client
+        .list_render_jobs(authed(with_status(pb::JobStatus::Queued), &farm.service_token))
+        .await
+        .unwrap()
+        .into_inner()
+        .jobs;
+    assert_eq!(queued.len(), 5, "every job of the tenant is queued");
     assert!(
         client
-            .list_render_jobs(authed(request, &farm.service_token))
+            .list_render_jobs(authed(with_status(pb::JobStatus::Completed), &farm.service_token))
             .await
             .unwrap()
             .into_inner()

@@ -9,6 +9,8 @@ mod faults;
 mod hardening;
 mod jobs;
 mod leases;
+mod reports;
 mod security;
 mod support;
+mod token_kinds;
 mod validation;

@@ -148,9 +148,14 @@ impl Farm {
     }
 
     pub async fn register_at(&self, address: SocketAddr, name: &str, tags: &[&str]) -> TestNode {
+        self.register_as(address, registration(name, tags)).await
+    }
+
+    /// Registers a node described by `request` at `address`.
+    pub async fn register_as(&self, address: SocketAddr, request: pb::RegisterNodeRequest) -> TestNode {
         let mut client = NodeServiceClient::new(Self::channel_to(address).await);
         let response = client
-            .register_node(authed(registration(name, tags), &self.join_token))
+            .register_node(authed(request, &self.join_token))
             .await
             .expect("registration succeeds")
             .into_inner();
@@ -192,6 +197,34 @@ impl Farm {
     pub async fn count(&self, sql: &str) -> i64 {
         sqlx::query_scalar(sql).fetch_one(self.db.pool()).await.unwrap()
     }
+
+    /// Every row of the tables a node's report can change (chunks with their leases, jobs with
+    /// their counters, crashes, bad-node marks), as text: equal snapshots mean nothing was written.
+    pub async fn render_state(&self) -> String {
+        let mut snapshot = String::new();
+        for table in [
+            "render.frame_jobs",
+            "render.render_jobs",
+            "render.node_crashes",
+            "render.job_bad_nodes",
+        ] {
+            let rows: String = sqlx::query_scalar(&format!(
+                "SELECT coalesce(jsonb_agg(to_jsonb(t) ORDER BY t::text), '[]')::text FROM {table} t"
+            ))
+            .fetch_one(self.db.pool())
+            .await
+            .unwrap();
+            snapshot.push_str(&format!("{table}: {rows}\n"));
+        }
+        snapshot
+    }
+
+    /// The body of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        let (status, body) = http_get(self.http, "/metrics").await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
 }
 
 impl Drop for Farm {
@@ -232,21 +265,8 @@ impl TestNode {
     }
 
     pub async fn complete(&mut self, assignment: &pb::WorkAssignment) -> pb::CompletionOutcome {
-        let outputs = (assignment.frame_range.unwrap().start..=assignment.frame_range.unwrap().end)
-            .map(|frame| pb::FrameOutput {
-                frame,
-                path: format!("out/frame_{frame:05}.png"),
-                size_bytes: 1000,
-                blake3_hex: HASH_A.into(),
-            })
-            .collect();
         let request = pb::CompleteWorkRequest {
-            chunks: vec![pb::CompletedChunk {
-                frame_job_id: assignment.frame_job_id.clone(),
-                lease_token: assignment.lease_token,
-                outputs,
-                render_seconds: 1.5,
-            }],
+            chunks: vec![completed_chunk(assignment)],
         };
         let response = self
             .client
@@ -286,6 +306,24 @@ impl TestNode {
             .await
             .expect("heartbeat")
             .into_inner()
+    }
+}
+
+/// A valid completion of `assignment`: one output per frame of its range.
+pub fn completed_chunk(assignment: &pb::WorkAssignment) -> pb::CompletedChunk {
+    let range = assignment.frame_range.unwrap();
+    pb::CompletedChunk {
+        frame_job_id: assignment.frame_job_id.clone(),
+        lease_token: assignment.lease_token,
+        outputs: (range.start..=range.end)
+            .map(|frame| pb::FrameOutput {
+                frame,
+                path: format!("out/frame_{frame:05}.png"),
+                size_bytes: 1000,
+                blake3_hex: HASH_A.into(),
+            })
+            .collect(),
+        render_seconds: 1.5,
     }
 }
 
@@ -351,8 +389,22 @@ pub fn job_request(tenant: TenantId, start: i32, end: i32) -> pb::SubmitRenderJo
     }
 }
 
-/// Polls `check` every 50 ms until it is true or `limit` passes.
-pub async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
+/// How long a test waits for something that normally takes well under a second. Reached only
+/// when something is really wrong: the machine is shared (2 cores, load ~7 under CI), so waits are
+/// generous and never assert how fast something happened.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Polls `check` every 50 ms until it is true (`true`) or [`PATIENCE`] passes (`false`).
+pub async fn eventually<F, Fut>(check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    eventually_within(PATIENCE, check).await
+}
+
+/// [`eventually`] with an explicit deadline, for waits that legitimately take longer.
+pub async fn eventually_within<F, Fut>(limit: Duration, mut check: F) -> bool
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -386,4 +438,47 @@ pub async fn http_get(address: SocketAddr, path: &str) -> (u16, String) {
         .unwrap_or(0);
     let body = response.split_once("\r\n\r\n").map_or("", |(_, body)| body).to_owned();
     (status, body)
+}
+
+/// The value of the sample `name{labels}` in a Prometheus text exposition: the label set must
+/// match exactly (order aside). `None` when there is no such sample; HELP/TYPE lines never count.
+pub fn metric_sample(exposition: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut wanted: Vec<(String, String)> = labels
+        .iter()
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect();
+    wanted.sort();
+    exposition
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (sample_name, mut sample_labels) = match series.split_once('{') {
+                Some((sample_name, rest)) => (sample_name, parse_labels(rest.strip_suffix('}')?)?),
+                None => (series, Vec::new()),
+            };
+            sample_labels.sort();
+            (sample_name == name && sample_labels == wanted).then(|| value.parse().ok())?
+        })
+}
+
+/// `k="v",k2="v2"` (no escapes: the tests' label values are ids and words).
+fn parse_labels(text: &str) -> Option<Vec<(String, String)>> {
+    text.split(',')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, quoted) = pair.split_once('=')?;
+            let value = quoted.strip_prefix('"')?.strip_suffix('"')?;
+            Some((key.to_string(), value.to_string()))
+        })
+        .collect()
+}
+
+/// Whether `status` names exactly `field` (messages read `<field>: <what is wrong>`), so that
+/// `template` does not pass for `template.template_id`, nor `chunks[1]` for `chunks[10]`.
+pub fn names_field(status: &tonic::Status, field: &str) -> bool {
+    status
+        .message()
+        .split_once(": ")
+        .is_some_and(|(named, _)| named == field)
 }
