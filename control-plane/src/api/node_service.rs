@@ -108,11 +108,16 @@ fn lease_claim(
     frames_done: i32,
     field: &str,
 ) -> Result<LeaseClaim, FieldError> {
+    let frame_job_id = FrameJobId::parse_field(frame_job_id, &format!("{field}frame_job_id"))?;
+    let token = LeaseToken::new(token, &format!("{field}lease_token"))?;
+    if frames_done < 0 {
+        return Err(FieldError::new(format!("{field}frames_done"), "must be >= 0"));
+    }
     Ok(LeaseClaim {
-        frame_job_id: FrameJobId::parse_field(frame_job_id, &format!("{field}frame_job_id"))?,
-        token: LeaseToken::new(token, &format!("{field}lease_token"))?,
+        frame_job_id,
+        token,
         node_id,
-        frames_done: frames_done.max(0),
+        frames_done,
     })
 }
 
@@ -439,6 +444,12 @@ impl NodeService for NodeApi {
             for (output_index, output) in chunk.outputs.iter().enumerate() {
                 let field = |name: &str| format!("chunks[{index}].outputs[{output_index}].{name}");
                 let path = bounded_text(&output.path, &field("path"), 4096).map_err(ControlPlaneError::from)?;
+                if path.is_empty() {
+                    return Err(ControlPlaneError::from(FieldError::new(field("path"), "is required")).into());
+                }
+                if output.frame < 0 {
+                    return Err(ControlPlaneError::from(FieldError::new(field("frame"), "must be >= 0")).into());
+                }
                 if output.size_bytes < 0 {
                     return Err(ControlPlaneError::from(FieldError::new(field("size_bytes"), "must be >= 0")).into());
                 }

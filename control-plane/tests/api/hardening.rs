@@ -9,7 +9,7 @@ use tonic::Code;
 
 use crate::{
     faults::DbProxy,
-    support::{Farm, authed, eventually_within, http_get, job_request, test_config},
+    support::{Farm, authed, completed_chunk, eventually, http_get, job_request, metric_sample, test_config},
 };
 
 /// How long a test waits for something that takes well under a second on an idle machine.
@@ -152,22 +152,16 @@ async fn readiness_and_grpc_health_follow_the_database() {
     assert!(answered.contains("database"), "{answered}");
     for service in readiness::SERVICES {
         assert!(
-            eventually_within(WAIT, || async {
-                grpc_health(grpc, service).await == ServingStatus::NotServing as i32
-            })
-            .await,
+            eventually(|| async { grpc_health(grpc, service).await == ServingStatus::NotServing as i32 }).await,
             "gRPC health of {service:?} turns NOT_SERVING"
         );
     }
 
     proxy.blackhole(false);
-    assert!(eventually_within(WAIT, || async { http_get(http, "/readyz").await.0 == 200 }).await);
+    assert!(eventually(|| async { http_get(http, "/readyz").await.0 == 200 }).await);
     for service in readiness::SERVICES {
         assert!(
-            eventually_within(WAIT, || async {
-                grpc_health(grpc, service).await == ServingStatus::Serving as i32
-            })
-            .await,
+            eventually(|| async { grpc_health(grpc, service).await == ServingStatus::Serving as i32 }).await,
             "gRPC health of {service:?} is SERVING again"
         );
     }
@@ -185,7 +179,7 @@ fn short_lease_config() -> flatrender_control_plane::config::Config {
 /// Waits until some reaper pass ran at least `after` past the database's `since`.
 async fn reaper_passed(farm: &Farm, since: chrono::DateTime<chrono::Utc>, after: Duration) -> bool {
     let since = since + chrono::Duration::from_std(after).unwrap();
-    eventually(WAIT, || async {
+    eventually(|| async {
         let last: Option<chrono::DateTime<chrono::Utc>> =
             sqlx::query_scalar("SELECT last_pass_at FROM render.control_plane_beacon")
                 .fetch_optional(farm.db.pool())
@@ -226,7 +220,7 @@ async fn a_node_that_comes_back_is_not_reaped_again() {
     let (_reaper_grpc, _reaper_http, _reaper) = farm.serve(short_lease_config()).await;
     let mut node = farm.register("node-back", &[]).await;
     assert!(
-        eventually(WAIT, || async {
+        eventually(|| async {
             farm.count("SELECT count(*) FROM render.nodes WHERE name = 'node-back' AND state = 'offline'")
                 .await
                 == 1
@@ -333,30 +327,6 @@ async fn an_outage_longer_than_the_lease_punishes_nobody() {
     );
 }
 
-/// The value of one sample line (`name{labels} value`) in a Prometheus exposition.
-fn sample(exposition: &str, series: &str) -> Option<f64> {
-    exposition
-        .lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
-}
-
-fn completed(assignment: &pb::WorkAssignment) -> pb::CompletedChunk {
-    let range = assignment.frame_range.unwrap();
-    pb::CompletedChunk {
-        frame_job_id: assignment.frame_job_id.clone(),
-        lease_token: assignment.lease_token,
-        outputs: (range.start..=range.end)
-            .map(|frame| pb::FrameOutput {
-                frame,
-                path: format!("out/frame_{frame:05}.png"),
-                size_bytes: 1000,
-                blake3_hex: crate::support::HASH_A.into(),
-            })
-            .collect(),
-        render_seconds: 1.0,
-    }
-}
-
 /// One CompleteWork naming the same chunk twice is ACCEPTED once, then DUPLICATE, and counts
 /// one accepted completion; a stale token next to the live one is STALE.
 #[tokio::test]
@@ -365,13 +335,13 @@ async fn a_chunk_named_twice_in_one_completion_counts_once() {
     let mut node = farm.register("node-twice", &[]).await;
     farm.submit(TenantId::new_random(), 0, 9, crate::support::HASH_A).await;
     let assignment = node.acquire(1).await.pop().unwrap();
-    let mut stale = completed(&assignment);
+    let mut stale = completed_chunk(&assignment);
     stale.lease_token += 1000;
     let results = node
         .client
         .complete_work(authed(
             pb::CompleteWorkRequest {
-                chunks: vec![completed(&assignment), completed(&assignment), stale],
+                chunks: vec![completed_chunk(&assignment), completed_chunk(&assignment), stale],
             },
             &node.token,
         ))
@@ -390,12 +360,12 @@ async fn a_chunk_named_twice_in_one_completion_counts_once() {
     );
     let (_, metrics) = http_get(farm.http, "/metrics").await;
     assert_eq!(
-        sample(&metrics, "flatrender_completions_total{outcome=\"accepted\"}"),
+        metric_sample(&metrics, "flatrender_completions_total", &[("outcome", "accepted")]),
         Some(1.0),
         "{metrics}"
     );
     assert_eq!(
-        sample(&metrics, "flatrender_completions_total{outcome=\"duplicate\"}"),
+        metric_sample(&metrics, "flatrender_completions_total", &[("outcome", "duplicate")]),
         Some(1.0)
     );
     assert_eq!(
@@ -458,7 +428,7 @@ async fn concurrent_batched_completions_do_not_deadlock() {
                 let heartbeat = heartbeats.heartbeat(authed(renewals, &token));
                 let completion = client.complete_work(authed(
                     pb::CompleteWorkRequest {
-                        chunks: chunks.iter().map(completed).collect(),
+                        chunks: chunks.iter().map(completed_chunk).collect(),
                     },
                     &token,
                 ));

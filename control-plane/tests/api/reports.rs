@@ -110,6 +110,8 @@ async fn bad_completions_name_the_field_and_write_nothing() {
         ("chunks[1].outputs[0].path", |r| {
             r.chunks[1].outputs[0].path = "out/frame\u{7}.png".into()
         }),
+        ("chunks[1].outputs[0].path", |r| r.chunks[1].outputs[0].path.clear()),
+        ("chunks[1].outputs[2].frame", |r| r.chunks[1].outputs[2].frame = -1),
         ("chunks[1].render_seconds", |r| r.chunks[1].render_seconds = -0.5),
         ("chunks[1].render_seconds", |r| r.chunks[1].render_seconds = f64::NAN),
         ("chunks[1].render_seconds", |r| {
@@ -243,7 +245,6 @@ async fn bad_progress_reports_name_the_field_and_write_nothing() {
 
 /// A negative frame count is refused, naming the field, like every other negative count.
 #[tokio::test]
-#[ignore = "issue 9: ReportProgress accepts frames_done = -1 (clamped to 0 by lease_claim) instead of INVALID_ARGUMENT naming frames_done; Heartbeat's leases[i].frames_done likewise"]
 async fn negative_frames_done_is_refused() {
     let (farm, mut node, leased) = two_leased_chunks().await;
     let mut request = progress(&leased[0]);
@@ -251,5 +252,16 @@ async fn negative_frames_done_is_refused() {
     let before = farm.render_state().await;
     let result = node.client.report_progress(authed(request, &node.token)).await;
     assert_refused(result, "frames_done");
+    assert_eq!(farm.render_state().await, before, "nothing is written");
+    let heartbeat = pb::HeartbeatRequest {
+        leases: vec![pb::LeaseStatus {
+            frame_job_id: leased[1].frame_job_id.clone(),
+            lease_token: leased[1].lease_token,
+            frames_done: -1,
+        }],
+        ..Default::default()
+    };
+    let result = node.client.heartbeat(authed(heartbeat, &node.token)).await;
+    assert_refused(result, "leases[0].frames_done");
     assert_eq!(farm.render_state().await, before, "nothing is written");
 }
