@@ -1,21 +1,25 @@
 //! Bearer-token authentication. Every RPC carries `authorization: Bearer <token>`; tokens are
 //! stored as BLAKE3 hashes in `render.api_tokens`. Lookups are cached briefly per process so a
-//! heartbeat does not cost a database round trip; a revocation reaches other control-plane
-//! instances within the cache lifetime.
+//! heartbeat does not cost a database round trip. A cached token still stops working the
+//! moment it expires, and a revocation is announced (`NOTIFY flatrender_token_revoked`) so every
+//! replica drops it at once; a replica that cannot hear notifications clears its whole cache
+//! when it hears again, and until then the cache lifetime (`server.auth_cache_seconds`) bounds
+//! how long a revoked token lives there.
 
 use std::{collections::HashMap, sync::Mutex, time::Duration};
 
 use chrono::{DateTime, Utc};
 use flatrender_proto::types::{NodeId, TenantId, TokenId, TokenKind};
-use sqlx::PgPool;
+use sqlx::{PgPool, postgres::PgListener};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
 
 use crate::{
     db::tokens,
+    dispatch::sleep_or_shutdown,
     error::{ControlPlaneError, ControlPlaneResult},
 };
-
-const CACHE_TTL: Duration = Duration::from_secs(10);
 
 /// Which tenants a caller may act for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,9 +72,19 @@ impl Principal {
 
 /// A new secret token: `fr_<kind>_<64 hex>` and its hash.
 pub fn generate_token(kind: TokenKind) -> (String, [u8; 32]) {
-    let secret = format!("fr_{}_{}", kind.as_str(), crate::embedded_pg::random_hex_secret());
+    let secret = format!("fr_{}_{}", kind.as_str(), random_hex_secret());
     let hash = hash_token(&secret);
     (secret, hash)
+}
+
+/// 256 bits from the operating system's CSPRNG, as 64 hex digits (token secrets, passwords).
+pub fn random_hex_secret() -> String {
+    let mut bytes = [0_u8; 32];
+    // The OS generator failing means the machine cannot make secrets at all: nothing sane is
+    // left to do but stop.
+    #[allow(clippy::expect_used)]
+    getrandom::fill(&mut bytes).expect("the operating system's random number generator works");
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// BLAKE3 of a token's text.
@@ -104,18 +118,27 @@ pub async fn create_token(
     Ok((id, secret))
 }
 
+/// A cached lookup: who, since when, and until when the token itself is valid.
+struct Cached {
+    principal: Principal,
+    cached_at: Instant,
+    expires_at: Option<DateTime<Utc>>,
+}
+
 /// Resolves bearer tokens to principals, with a short per-process cache.
 pub struct Authenticator {
     pool: PgPool,
+    cache_ttl: Duration,
     // Short critical sections without awaits: a std mutex is enough.
-    cache: Mutex<HashMap<[u8; 32], (Principal, Instant)>>,
+    cache: Mutex<HashMap<[u8; 32], Cached>>,
 }
 
 impl Authenticator {
-    /// An authenticator over `pool`.
-    pub fn new(pool: PgPool) -> Self {
+    /// An authenticator over `pool` caching lookups for `cache_ttl`.
+    pub fn new(pool: PgPool, cache_ttl: Duration) -> Self {
         Self {
             pool,
+            cache_ttl,
             cache: Mutex::new(HashMap::new()),
         }
     }
@@ -156,29 +179,78 @@ impl Authenticator {
             scope,
             node_id: row.node_id.map(NodeId::from_uuid),
         };
-        self.lock_cache().insert(hash, (principal.clone(), Instant::now()));
+        self.lock_cache().insert(
+            hash,
+            Cached {
+                principal: principal.clone(),
+                cached_at: Instant::now(),
+                expires_at: row.expires_at,
+            },
+        );
         Ok(principal)
     }
 
-    /// Forgets cached lookups of `token_id` (after a revocation on this instance).
+    /// Forgets cached lookups of `token_id` (it was revoked).
     pub fn forget(&self, token_id: TokenId) {
         self.lock_cache()
-            .retain(|_, (principal, _)| principal.token_id != token_id);
+            .retain(|_, cached| cached.principal.token_id != token_id);
+    }
+
+    /// Listens for revocations announced by any replica until `shutdown`, forgetting them here.
+    pub async fn follow_revocations(&self, shutdown: CancellationToken) {
+        loop {
+            let listening = async {
+                let mut listener = PgListener::connect_with(&self.pool).await?;
+                listener.listen(tokens::REVOKED_CHANNEL).await?;
+                Ok::<_, sqlx::Error>(listener)
+            }
+            .await;
+            let mut listener = match listening {
+                Ok(listener) => listener,
+                Err(error) => {
+                    warn!(%error, "cannot listen for token revocations; retrying");
+                    if sleep_or_shutdown(Duration::from_secs(1), &shutdown).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            // Revocations may have been missed while not listening.
+            self.lock_cache().clear();
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    received = listener.recv() => match received {
+                        Ok(notification) => match uuid::Uuid::parse_str(notification.payload()) {
+                            Ok(id) => {
+                                debug!(token_id = %id, "token revoked elsewhere; forgotten");
+                                self.forget(TokenId::from_uuid(id));
+                            }
+                            Err(_) => self.lock_cache().clear(),
+                        },
+                        Err(error) => {
+                            warn!(%error, "revocation listener lost its connection; reconnecting");
+                            break;
+                        }
+                    }
+                }
+            }
+        }
     }
 
     fn cached(&self, hash: &[u8; 32]) -> Option<Principal> {
         let mut cache = self.lock_cache();
-        match cache.get(hash) {
-            Some((principal, cached_at)) if cached_at.elapsed() < CACHE_TTL => Some(principal.clone()),
-            Some(_) => {
-                cache.remove(hash);
-                None
-            }
-            None => None,
+        let fresh = cache.get(hash).map(|cached| {
+            cached.cached_at.elapsed() < self.cache_ttl && cached.expires_at.is_none_or(|at| at > Utc::now())
+        })?;
+        if fresh {
+            return cache.get(hash).map(|cached| cached.principal.clone());
         }
+        cache.remove(hash);
+        None
     }
 
-    fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], (Principal, Instant)>> {
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Cached>> {
         // A poisoned cache only means a panic elsewhere; its contents are still valid.
         self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -195,6 +267,15 @@ mod tests {
         assert!(secret.starts_with("fr_admin_") && secret.len() == "fr_admin_".len() + 64);
         assert_eq!(hash_token(&secret), hash);
         assert_ne!(generate_token(TokenKind::Admin).0, secret);
+    }
+
+    /// Secrets are 64 hex digits of fresh randomness.
+    #[test]
+    fn secrets_are_256_random_bits() {
+        let first = random_hex_secret();
+        assert_eq!(first.len(), 64);
+        assert!(first.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(first, random_hex_secret());
     }
 
     /// Scoped principals see only their tenants; kinds are enforced.

@@ -92,6 +92,9 @@ pub struct ServerConfig {
     pub tls_key: PathBuf,
     /// Largest accepted gRPC message.
     pub max_message_bytes: usize,
+    /// How long a token lookup is cached per replica. Revocations reach every replica at once
+    /// (NOTIFY); this bounds them only while a replica cannot hear notifications.
+    pub auth_cache_seconds: u64,
 }
 
 impl Default for ServerConfig {
@@ -102,6 +105,7 @@ impl Default for ServerConfig {
             tls_cert: PathBuf::new(),
             tls_key: PathBuf::new(),
             max_message_bytes: 4 * 1024 * 1024,
+            auth_cache_seconds: 10,
         }
     }
 }

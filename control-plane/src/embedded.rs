@@ -18,8 +18,9 @@ use tracing::info;
 
 use crate::{
     auth,
+    auth::random_hex_secret,
     db::migrate,
-    embedded_pg::{PgCluster, PgClusterOptions, random_hex_secret},
+    embedded_pg::{PgCluster, PgClusterOptions},
 };
 
 /// Name of the database the embedded cluster holds.

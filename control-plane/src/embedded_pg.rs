@@ -7,6 +7,7 @@
 //! root, so when we are root every PostgreSQL command runs as an unprivileged OS user (`postgres`
 //! by default) that owns the cluster's files.
 
+use crate::auth::random_hex_secret;
 use std::{
     fs,
     io::Write,
@@ -533,13 +534,6 @@ fn free_loopback_port() -> Result<u16> {
     Ok(port)
 }
 
-/// 256 random bits as hex (uuid v4 draws from the OS CSPRNG).
-pub fn random_hex_secret() -> String {
-    let first = uuid::Uuid::new_v4();
-    let second = uuid::Uuid::new_v4();
-    format!("{}{}", first.simple(), second.simple())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -554,15 +548,6 @@ mod tests {
         assert_eq!(parse_major_version("initdb (PostgreSQL) 9.6.24"), Some(9));
         assert_eq!(parse_major_version("initdb (PostgreSQL) 17beta1"), Some(17));
         assert_eq!(parse_major_version("garbage"), None);
-    }
-
-    /// Secrets are 64 hex characters and differ between calls.
-    #[test]
-    fn secrets_are_long_and_distinct() {
-        let first = random_hex_secret();
-        assert_eq!(first.len(), 64);
-        assert!(first.chars().all(|c| c.is_ascii_hexdigit()));
-        assert_ne!(first, random_hex_secret());
     }
 
     /// A cluster starts in a fresh folder, accepts the superuser, restarts on the same data, and stops.

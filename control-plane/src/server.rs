@@ -74,10 +74,14 @@ pub async fn run(
     let health = HealthIngest::start(pool.clone(), &config.health, metrics.clone(), background.clone());
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let readiness = Readiness::new(health_reporter).await;
+    let auth = Arc::new(Authenticator::new(
+        pool.clone(),
+        Duration::from_secs(config.server.auth_cache_seconds),
+    ));
     let state = Arc::new(AppState {
         pool: pool.clone(),
         config: config.clone(),
-        auth: Authenticator::new(pool.clone()),
+        auth: auth.clone(),
         nodes: nodes.clone(),
         dispatcher: dispatcher.clone(),
         renewer: LeaseRenewer::start(pool.clone(), config.dispatch.lease_ttl()),
@@ -106,6 +110,10 @@ pub async fn run(
         background.clone(),
     ));
     tasks.spawn(metrics.clone().run(pool.clone(), background.clone()));
+    {
+        let background = background.clone();
+        tasks.spawn(async move { auth.follow_revocations(background).await });
+    }
     // Readiness stops with the listeners, so probes say "not serving" while they drain.
     tasks.spawn(readiness.clone().run(pool.clone(), shutdown.clone()));
 

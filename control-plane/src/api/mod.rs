@@ -39,7 +39,7 @@ pub struct AppState {
     /// Validated configuration.
     pub config: Arc<Config>,
     /// Bearer-token checks.
-    pub auth: Authenticator,
+    pub auth: Arc<Authenticator>,
     /// Node view.
     pub nodes: Arc<NodeRegistry>,
     /// Claims and wake-ups.

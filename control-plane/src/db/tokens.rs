@@ -14,7 +14,12 @@ pub(crate) struct TokenRow {
     pub kind: String,
     pub tenant_ids: Option<Vec<Uuid>>,
     pub node_id: Option<Uuid>,
+    pub expires_at: Option<DateTime<Utc>>,
 }
+
+/// The channel a revocation is announced on (payload: the token id), so every replica drops
+/// it from its cache at once.
+pub const REVOKED_CHANNEL: &str = "flatrender_token_revoked";
 
 /// What a new token is for.
 pub(crate) struct NewToken<'a> {
@@ -49,7 +54,7 @@ pub(crate) async fn find_live(connection: &mut PgConnection, hash: &[u8; 32]) ->
     let row = sqlx::query_as::<_, TokenRow>(
         "UPDATE render.api_tokens SET last_used_at = now()
          WHERE token_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
-         RETURNING id, kind, tenant_ids, node_id",
+         RETURNING id, kind, tenant_ids, node_id, expires_at",
     )
     .bind(&hash[..])
     .fetch_optional(connection)
@@ -57,13 +62,19 @@ pub(crate) async fn find_live(connection: &mut PgConnection, hash: &[u8; 32]) ->
     Ok(row)
 }
 
-/// Revokes a token; false when no live token has that id.
+/// Revokes a token and announces it; false when no live token has that id.
 pub(crate) async fn revoke(connection: &mut PgConnection, id: TokenId) -> Result<bool, DbError> {
-    let result = sqlx::query("UPDATE render.api_tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL")
-        .bind(id.as_uuid())
-        .execute(connection)
-        .await?;
-    Ok(result.rows_affected() == 1)
+    let revoked: Vec<Uuid> = sqlx::query_scalar(
+        "WITH revoked AS (
+             UPDATE render.api_tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL RETURNING id
+         )
+         SELECT id FROM revoked, LATERAL (SELECT pg_notify($2, id::text)) AS announced",
+    )
+    .bind(id.as_uuid())
+    .bind(REVOKED_CHANNEL)
+    .fetch_all(connection)
+    .await?;
+    Ok(revoked.len() == 1)
 }
 
 /// Revokes every node token of `node_id` except `keep` (re-registration replaces the token).
@@ -73,11 +84,15 @@ pub(crate) async fn revoke_node_tokens_except(
     keep: TokenId,
 ) -> Result<(), DbError> {
     sqlx::query(
-        "UPDATE render.api_tokens SET revoked_at = now()
-         WHERE kind = 'node' AND node_id = $1 AND id <> $2 AND revoked_at IS NULL",
+        "WITH revoked AS (
+             UPDATE render.api_tokens SET revoked_at = now()
+             WHERE kind = 'node' AND node_id = $1 AND id <> $2 AND revoked_at IS NULL RETURNING id
+         )
+         SELECT id FROM revoked, LATERAL (SELECT pg_notify($3, id::text)) AS announced",
     )
     .bind(node_id.as_uuid())
     .bind(keep.as_uuid())
+    .bind(REVOKED_CHANNEL)
     .execute(connection)
     .await?;
     Ok(())

@@ -524,3 +524,94 @@ async fn an_idempotency_key_reused_for_another_request_is_a_conflict() {
         .into_inner();
     assert!(other.created);
 }
+
+async fn list_jobs_with(address: std::net::SocketAddr, token: &str) -> Result<(), tonic::Status> {
+    flatrender_proto::pb::render_service_client::RenderServiceClient::new(Farm::channel_to(address).await)
+        .list_render_jobs(authed(
+            pb::ListRenderJobsRequest {
+                tenant_id: TenantId::new_random().to_string(),
+                ..Default::default()
+            },
+            token,
+        ))
+        .await
+        .map(|_| ())
+}
+
+/// A token used once (so cached) stops working when it expires, not a cache lifetime later.
+#[tokio::test]
+async fn a_cached_token_stops_working_when_it_expires() {
+    let mut config = test_config();
+    config.server.auth_cache_seconds = 3600;
+    let farm = Farm::start_with(config).await;
+    let created = farm
+        .admin()
+        .await
+        .create_token(authed(
+            pb::CreateTokenRequest {
+                kind: pb::TokenKind::Service as i32,
+                label: "short-lived".into(),
+                ttl: Some(prost_types::Duration { seconds: 2, nanos: 0 }),
+                ..Default::default()
+            },
+            &farm.admin_token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    list_jobs_with(farm.grpc, &created.token).await.expect("valid before expiry");
+    let expires_at: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT expires_at FROM render.api_tokens WHERE id = $1::uuid")
+            .bind(&created.token_id)
+            .fetch_one(farm.db.pool())
+            .await
+            .unwrap();
+    assert!(eventually(|| async { chrono::Utc::now() > expires_at }).await);
+    let status = list_jobs_with(farm.grpc, &created.token).await.expect_err("expired");
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+}
+
+/// A token revoked on one replica stops working on another at once (announced), even with a
+/// cache lifetime of an hour there.
+#[tokio::test]
+async fn a_revocation_reaches_every_replica() {
+    let mut config = test_config();
+    config.server.auth_cache_seconds = 3600;
+    let farm = Farm::start_with(config.clone()).await;
+    let (other, _, _other_server) = farm.serve(config).await;
+    let mut admin = farm.admin().await;
+    let created = admin
+        .create_token(authed(
+            pb::CreateTokenRequest {
+                kind: pb::TokenKind::Service as i32,
+                label: "revoked soon".into(),
+                ..Default::default()
+            },
+            &farm.admin_token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    list_jobs_with(farm.grpc, &created.token).await.unwrap();
+    list_jobs_with(other, &created.token).await.expect("cached on the other replica");
+    admin
+        .revoke_token(authed(
+            pb::RevokeTokenRequest {
+                token_id: created.token_id.clone(),
+            },
+            &farm.admin_token,
+        ))
+        .await
+        .unwrap();
+    let status = list_jobs_with(farm.grpc, &created.token).await.expect_err("revoked here");
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert!(
+        eventually(|| async {
+            list_jobs_with(other, &created.token)
+                .await
+                .is_err_and(|status| status.code() == Code::Unauthenticated)
+        })
+        .await,
+        "the other replica refuses the revoked token"
+    );
+}
