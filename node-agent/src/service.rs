@@ -96,6 +96,7 @@ impl Agent {
             (!config.aerender.path.as_os_str().is_empty()).then_some(config.aerender.path.as_path()),
         )?;
         info!(aerender = %install.path.display(), version = ?install.version, "found aerender");
+        let metrics = Arc::new(AgentMetrics::new());
         let cache = TemplateCache::open(CacheConfig {
             dir: config.cache.dir.clone(),
             budget_bytes: config.cache.budget_bytes,
@@ -104,6 +105,8 @@ impl Agent {
             retry_base_delay: Duration::from_millis(500),
         })
         .await?;
+        let cache_metrics = metrics.clone();
+        cache.observe_stats(move |stats| cache_metrics.observe_cache(stats));
         let outbox = Arc::new(Outbox::open(
             config.node.state_dir.join("outbox"),
             OutboxLimits {
@@ -125,7 +128,6 @@ impl Agent {
             Duration::from_secs(config.control_plane.request_timeout_seconds),
             ca_pem,
         ));
-        let metrics = Arc::new(AgentMetrics::new());
         let delivery = Arc::new(Delivery::new(client.clone(), outbox.clone(), metrics.clone()));
         let agent = Arc::new(Self {
             chunk: Arc::new(ChunkContext {

@@ -235,7 +235,7 @@ async fn render(
                 error.to_string(),
             )
         })?;
-        context.metrics.set_aerender_running(true);
+        let running = context.metrics.aerender_started();
         let already = written.clone();
         let mut report = |frames: &BTreeSet<i32>| {
             let done = already
@@ -261,9 +261,10 @@ async fn render(
             &config.watchdog,
             &lease.cancel,
             &mut report,
+            Some(&context.metrics),
         )
         .await;
-        context.metrics.set_aerender_running(false);
+        drop(running);
         crate::render_logs::keep(&config.node.state_dir, &assignment.job_id, &tag, &record.raw_log).await;
         if let Some(first_frame) = record.time_to_first_frame {
             context.metrics.observe_time_to_first_frame(first_frame.as_secs_f64());

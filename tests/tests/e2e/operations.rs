@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use flatrender_e2e::{Farm, authed, wait_until};
+use flatrender_e2e::{Farm, authed, http_get, project_file, wait_until};
 use flatrender_proto::pb::{self, admin_service_client::AdminServiceClient};
 use tonic::transport::Channel;
 
@@ -157,4 +157,58 @@ async fn graceful_stop_hands_the_running_chunk_back() {
     );
     assert_eq!(farm.count("SELECT count(*) FROM render.node_crashes").await, 0);
     assert!(flatrender_e2e::leftover_processes(&agent).is_empty());
+}
+
+/// The value of the sample `name` (no labels) in a Prometheus/OpenMetrics exposition.
+fn sample(exposition: &str, name: &str) -> Option<f64> {
+    exposition.lines().find_map(|line| {
+        let value = line.strip_prefix(name)?.strip_prefix(' ')?;
+        value.trim().parse().ok()
+    })
+}
+
+/// Issue 9 #17: the agent's frame-time histogram and template-cache gauges move with what the
+/// agent does. Two chunks of one template are rendered (one frame of them takes over a second),
+/// then the agent's own /metrics is scraped over HTTP and its sample values are read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_metrics_follow_renders_and_the_cache() {
+    let farm = Farm::start(&[]).await;
+    let job = farm.submit("metrics", "Main", 40, 0, 9).await;
+    let metrics_address = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let listen = metrics_address.to_string();
+    let agent = farm.agent(
+        "node-metrics",
+        &fake_aerender(),
+        &[
+            ("FLATRENDER_AGENT_METRICS__LISTEN", listen.as_str()),
+            ("FAKE_AERENDER_SLOW_FRAMES", "3:1100"),
+        ],
+    );
+    let done = farm.wait_terminal(&job.id, Duration::from_secs(60)).await;
+    assert_eq!(done.status(), pb::JobStatus::Completed, "{}", agent.log_text());
+    let exposition = http_get(metrics_address, "/metrics")
+        .await
+        .expect("agent metrics answer");
+    let value = |name: &str| sample(&exposition, name).unwrap_or_else(|| panic!("no {name} in\n{exposition}"));
+
+    assert_eq!(value("flatrender_agent_frames_rendered_total"), 10.0, "{exposition}");
+    assert_eq!(
+        value("flatrender_agent_frame_seconds_count"),
+        10.0,
+        "one observation per rendered frame, from its progress line"
+    );
+    assert!(
+        value("flatrender_agent_frame_seconds_sum") >= 1.0,
+        "frame 3 took over a second:\n{exposition}"
+    );
+    let template_bytes = project_file("Main", 40).len() as f64;
+    assert_eq!(value("flatrender_agent_cache_bytes"), template_bytes, "{exposition}");
+    // Both chunks asked the cache; the first one missed, unless a prefetch command from the
+    // control plane installed the template first (prefetches are not lookups).
+    let hit_ratio = value("flatrender_agent_cache_hit_ratio");
+    assert!(hit_ratio == 0.5 || hit_ratio == 1.0, "{exposition}");
+    assert_eq!(value("flatrender_agent_aerender_running"), 0.0);
 }
