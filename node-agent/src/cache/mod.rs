@@ -208,6 +208,17 @@ impl TemplateCache {
         }
     }
 
+    /// A pinned lease on an installed entry, never downloading and not counted as a lookup (the
+    /// canary render re-uses a template the node rendered before); `None` when not installed.
+    pub fn lease_installed(&self, hash: &ContentHash) -> Option<CacheLease> {
+        let mut state = self.shared.lock_state();
+        if !state.index.pin(hash) {
+            return None;
+        }
+        state.generation += 1;
+        lease::CacheLease::for_pinned(&self.shared, &state.index, *hash).ok()
+    }
+
     /// Registers the observer told the stats after every change and acquire, and tells it the
     /// current ones at once. Only one observer: later calls are ignored (and logged).
     pub fn observe_stats(&self, observer: impl Fn(&CacheStats) + Send + Sync + 'static) {
