@@ -200,8 +200,18 @@ pub struct RecoveryConfig {
     pub crash_loop_window_seconds: u64,
     /// Pause before taking work again after a back-off failure (licence, AE busy).
     pub back_off_seconds: u64,
-    /// How often a quarantined node tries a probe render.
+    /// Base of the back-off between canary probes of a quarantined node: the first waits about
+    /// this long, each failed one doubles it (with jitter) up to `probe_interval_max_seconds`.
     pub probe_interval_seconds: u64,
+    /// Cap of that back-off.
+    pub probe_interval_max_seconds: u64,
+    /// A project on this machine to render as the canary (empty: the last chunk this node
+    /// rendered successfully, while its template is still cached).
+    pub canary_project: PathBuf,
+    /// The composition of `canary_project` to render.
+    pub canary_composition: String,
+    /// The frame of it to render.
+    pub canary_frame: i32,
 }
 
 impl Default for RecoveryConfig {
@@ -211,6 +221,10 @@ impl Default for RecoveryConfig {
             crash_loop_window_seconds: 600,
             back_off_seconds: 30,
             probe_interval_seconds: 300,
+            probe_interval_max_seconds: 3600,
+            canary_project: PathBuf::new(),
+            canary_composition: String::new(),
+            canary_frame: 0,
         }
     }
 }
@@ -379,6 +393,18 @@ impl AgentConfig {
         if self.recovery.crash_loop_threshold == 0 {
             return invalid("recovery.crash_loop_threshold", "must be at least 1");
         }
+        if self.recovery.probe_interval_seconds == 0 {
+            return invalid("recovery.probe_interval_seconds", "must be at least 1");
+        }
+        if self.recovery.probe_interval_max_seconds < self.recovery.probe_interval_seconds {
+            return invalid(
+                "recovery.probe_interval_max_seconds",
+                "must be at least probe_interval_seconds",
+            );
+        }
+        if !self.recovery.canary_project.as_os_str().is_empty() && self.recovery.canary_composition.is_empty() {
+            return invalid("recovery.canary_composition", "required with recovery.canary_project");
+        }
         if self.cache.budget_bytes < 1 << 20 {
             return invalid("cache.budget_bytes", "must be at least 1 MiB");
         }
@@ -475,6 +501,20 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("token create --kind join")
+        );
+    }
+
+    /// The canary settings are checked: a project needs its composition, the back-off cap its base.
+    #[test]
+    fn canary_settings_are_validated() {
+        let project_only = ["recovery.canary_project=/srv/canary.aep".to_string()];
+        let error = AgentConfig::load(None, vec![], &project_only).unwrap_err();
+        assert!(error.to_string().contains("recovery.canary_composition"), "{error}");
+        let cap_below_base = ["recovery.probe_interval_max_seconds=10".to_string()];
+        let error = AgentConfig::load(None, vec![], &cap_below_base).unwrap_err();
+        assert!(
+            error.to_string().contains("recovery.probe_interval_max_seconds"),
+            "{error}"
         );
     }
 

@@ -8,11 +8,13 @@
 //! - `aerender_log`: the pure parser of aerender output. `recovery`: verdicts and policy.
 //! - `cache`: the BLAKE3-addressed LRU template cache. `outbox`: durable results and samples.
 //! - `health`: sysinfo samples. `metrics`: the agent's Prometheus endpoint.
-//! - `config`: layered configuration. `doctor`: set-up checks. `probe`: is aerender alive.
+//! - `config`: layered configuration. `doctor`: set-up checks. `probe`: does aerender start.
+//! - `canary`: the one-frame render that re-admits a quarantined node.
 //! - `install`: running as a systemd, launchd or Windows service.
 
 pub mod aerender_log;
 pub mod cache;
+pub mod canary;
 pub mod client;
 pub mod config;
 pub mod delivery;

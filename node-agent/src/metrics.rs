@@ -22,6 +22,8 @@ use tracing::warn;
 
 use flatrender_proto::types::CrashClass;
 
+use crate::cache::CacheStats;
+
 /// The content type of the OpenMetrics text that `prometheus-client` encodes.
 const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -90,7 +92,7 @@ impl AgentMetrics {
         let aerender_running = Gauge::default();
         registry.register(
             "aerender_running",
-            "1 while an aerender process is running",
+            "aerender processes running (0 or 1 unless node.max_leases > 1)",
             aerender_running.clone(),
         );
         let chunks_completed = Counter::default();
@@ -146,14 +148,11 @@ impl AgentMetrics {
         self.time_to_first_frame.observe(seconds);
     }
 
-    pub fn set_cache_bytes(&self, bytes: u64) {
-        self.cache_bytes.set(i64::try_from(bytes).unwrap_or(i64::MAX));
-    }
-
-    /// Sets the hit ratio, clamped to 0..=1 (NaN counts as 0).
-    pub fn set_cache_hit_ratio(&self, ratio: f64) {
-        let clamped_ratio = if ratio.is_nan() { 0.0 } else { ratio.clamp(0.0, 1.0) };
-        self.cache_hit_ratio.set(clamped_ratio);
+    /// The template cache changed or was asked for a template: mirrors its size and hit ratio.
+    pub fn observe_cache(&self, stats: &CacheStats) {
+        self.cache_bytes
+            .set(i64::try_from(stats.bytes_used).unwrap_or(i64::MAX));
+        self.cache_hit_ratio.set(stats.hit_ratio());
     }
 
     /// A render failed with `class`.
@@ -165,20 +164,40 @@ impl AgentMetrics {
             .inc();
     }
 
-    pub fn set_aerender_running(&self, running: bool) {
-        self.aerender_running.set(i64::from(running));
+    /// An aerender process started; it counts as running until the guard is dropped (also on an
+    /// early return), so concurrent chunks each count once.
+    pub fn aerender_started(&self) -> AerenderRunning {
+        self.aerender_running.inc();
+        AerenderRunning {
+            gauge: self.aerender_running.clone(),
+        }
     }
 
+    /// A chunk was rendered and its completion queued.
     pub fn chunk_completed(&self) {
         self.chunks_completed.inc();
     }
 
+    /// A chunk failed and its failure was queued.
     pub fn chunk_failed(&self) {
         self.chunks_failed.inc();
     }
 
+    /// Items now waiting in the outbox.
     pub fn set_outbox_pending(&self, num_items: usize) {
         self.outbox_pending.set(i64::try_from(num_items).unwrap_or(i64::MAX));
+    }
+}
+
+/// Counts one aerender process in `flatrender_agent_aerender_running` while it lives.
+#[must_use = "the process counts as running only while the guard lives"]
+pub struct AerenderRunning {
+    gauge: Gauge,
+}
+
+impl Drop for AerenderRunning {
+    fn drop(&mut self) {
+        self.gauge.dec();
     }
 }
 
@@ -215,45 +234,18 @@ mod tests {
 
     use super::*;
 
-    /// After one update each, the exposition names every metric with the agent prefix.
+    /// The running gauge counts processes: two concurrent ones read 2, and each guard dropped
+    /// (however its render ended) takes one away.
     #[test]
-    fn render_names_every_metric_after_updates() {
+    fn aerender_running_counts_concurrent_processes() {
         let metrics = AgentMetrics::new();
-        metrics.frames_rendered(3);
-        metrics.observe_frame_seconds(0.8);
-        metrics.observe_time_to_first_frame(12.0);
-        metrics.set_cache_bytes(4096);
-        metrics.set_cache_hit_ratio(0.75);
-        metrics.crash(CrashClass::Hang);
-        metrics.set_aerender_running(true);
-        metrics.chunk_completed();
-        metrics.chunk_failed();
-        metrics.set_outbox_pending(3);
-        let text = metrics.render();
-        for expected_line in [
-            "flatrender_agent_frames_rendered_total 3",
-            "flatrender_agent_time_to_first_frame_seconds_count 1",
-            "flatrender_agent_frame_seconds_count 1",
-            "flatrender_agent_cache_bytes 4096",
-            "flatrender_agent_cache_hit_ratio 0.75",
-            "flatrender_agent_crashes_total{class=\"hang\"} 1",
-            "flatrender_agent_aerender_running 1",
-            "flatrender_agent_chunks_completed_total 1",
-            "flatrender_agent_chunks_failed_total 1",
-            "flatrender_agent_outbox_pending 3",
-        ] {
-            assert!(text.contains(expected_line), "missing {expected_line:?} in:\n{text}");
-        }
-    }
-
-    /// The hit ratio stays within 0..=1.
-    #[test]
-    fn cache_hit_ratio_is_clamped() {
-        let metrics = AgentMetrics::new();
-        metrics.set_cache_hit_ratio(1.5);
-        assert!(metrics.render().contains("flatrender_agent_cache_hit_ratio 1.0"));
-        metrics.set_cache_hit_ratio(f64::NAN);
-        assert!(metrics.render().contains("flatrender_agent_cache_hit_ratio 0.0"));
+        let first = metrics.aerender_started();
+        let second = metrics.aerender_started();
+        assert!(metrics.render().contains("flatrender_agent_aerender_running 2\n"));
+        drop(first);
+        assert!(metrics.render().contains("flatrender_agent_aerender_running 1\n"));
+        drop(second);
+        assert!(metrics.render().contains("flatrender_agent_aerender_running 0\n"));
     }
 
     /// The server answers /metrics and /healthz over HTTP and stops on shutdown.

@@ -1,6 +1,7 @@
 //! The probe: `aerender -version` must print its banner and exit 0 within a minute, leaving no
-//! process behind. A quarantined node that passes it is healthy enough to take work again, and
-//! `doctor` uses it to show that aerender starts at all.
+//! process behind. `doctor` uses it to show that aerender starts at all. It says nothing about
+//! whether renders work (it passes where every render crashes), so re-admitting a quarantined
+//! node takes a canary render instead (`canary`).
 
 use std::{path::Path, time::Duration};
 

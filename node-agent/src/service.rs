@@ -1,13 +1,14 @@
 //! The agent's run loop: register (once; the node credential is kept on disk), then heartbeat,
 //! sample health, take work when idle and allowed, render, and deliver results through the
 //! durable outbox, until shutdown. Obeys control-plane commands (cancel a lease, drain, prefetch
-//! a template) and quarantines itself after a crash loop.
+//! a template) and quarantines itself after a crash loop, until a canary render passes (`canary`)
+//! or ops enable the node again.
 
 use std::{
     path::{Path, PathBuf},
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, AtomicU32, Ordering},
+        atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -18,7 +19,11 @@ use flatrender_proto::{
     types::{CrashClass, NodeState, RecoveryAction},
 };
 use serde::{Deserialize, Serialize};
-use tokio::{sync::Notify, task::JoinSet, time::Instant};
+use tokio::{
+    sync::{Notify, watch},
+    task::JoinSet,
+    time::Instant,
+};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -35,6 +40,8 @@ use crate::{
     runner::{self, ChunkContext, ChunkOutcome},
     supervisor,
 };
+
+mod quarantine;
 
 /// How long a stopping agent still waits for an acquire already in flight.
 const HANDBACK_WAIT: Duration = Duration::from_secs(3);
@@ -68,6 +75,13 @@ pub struct Agent {
     delivery: Arc<Delivery>,
     state: Mutex<NodeState>,
     quarantine: Mutex<Option<String>>,
+    /// Bumped by every new quarantine, so the probe loop starts its back-off afresh.
+    quarantine_epoch: AtomicU64,
+    /// Wakes the probe loop when the node quarantines itself.
+    quarantine_started: Notify,
+    /// The last quarantine epoch a heartbeat delivered: no probe before the control plane knows
+    /// of the quarantine, or a quick pass would hide it from ops.
+    quarantine_reported: watch::Sender<u64>,
     quarantine_acknowledged: AtomicBool,
     probe_succeeded: AtomicBool,
     crash_loop: Mutex<CrashLoopDetector>,
@@ -96,6 +110,7 @@ impl Agent {
             (!config.aerender.path.as_os_str().is_empty()).then_some(config.aerender.path.as_path()),
         )?;
         info!(aerender = %install.path.display(), version = ?install.version, "found aerender");
+        let metrics = Arc::new(AgentMetrics::new());
         let cache = TemplateCache::open(CacheConfig {
             dir: config.cache.dir.clone(),
             budget_bytes: config.cache.budget_bytes,
@@ -104,6 +119,8 @@ impl Agent {
             retry_base_delay: Duration::from_millis(500),
         })
         .await?;
+        let cache_metrics = metrics.clone();
+        cache.observe_stats(move |stats| cache_metrics.observe_cache(stats));
         let outbox = Arc::new(Outbox::open(
             config.node.state_dir.join("outbox"),
             OutboxLimits {
@@ -125,7 +142,6 @@ impl Agent {
             Duration::from_secs(config.control_plane.request_timeout_seconds),
             ca_pem,
         ));
-        let metrics = Arc::new(AgentMetrics::new());
         let delivery = Arc::new(Delivery::new(client.clone(), outbox.clone(), metrics.clone()));
         let agent = Arc::new(Self {
             chunk: Arc::new(ChunkContext {
@@ -143,6 +159,9 @@ impl Agent {
             leases: Arc::new(LeaseTable::default()),
             state: Mutex::new(NodeState::Online),
             quarantine: Mutex::new(None),
+            quarantine_epoch: AtomicU64::new(0),
+            quarantine_started: Notify::new(),
+            quarantine_reported: watch::Sender::new(0),
             quarantine_acknowledged: AtomicBool::new(false),
             probe_succeeded: AtomicBool::new(false),
             crash_loop: Mutex::new(CrashLoopDetector::new(
@@ -227,6 +246,7 @@ impl Agent {
         let background = CancellationToken::new();
         let mut tasks = JoinSet::new();
         tasks.spawn(self.clone().heartbeat_loop(background.clone()));
+        tasks.spawn(self.clone().probe_loop(background.clone()));
         tasks.spawn(self.clone().health_loop(background.clone()));
         tasks.spawn(self.delivery.clone().run(background.clone()));
         tasks.spawn(crate::render_logs::prune_loop(
@@ -311,7 +331,9 @@ impl Agent {
                         let agent = self.clone();
                         running.spawn(async move {
                             info!(frame_job_id = %assignment.frame_job_id, job_id = %assignment.job_id, lease_token = assignment.lease_token, "rendering chunk");
-                            let outcome = runner::run_chunk(&agent.chunk, &assignment, lease).await;
+                            let outcome =
+                                runner::run_chunk(&agent.chunk, &assignment, lease, |failure| agent.escalate(failure))
+                                    .await;
                             agent.leases.remove(&assignment.frame_job_id);
                             // Report before anything else (a quarantine) can change the lease.
                             agent.delivery.deliver_pending().await;
@@ -367,19 +389,12 @@ impl Agent {
         match outcome {
             ChunkOutcome::Completed => lock(&self.crash_loop).reset(),
             ChunkOutcome::Failed(failure) => {
-                if failure.action == flatrender_proto::types::RecoveryAction::BackOff {
+                if failure.action == RecoveryAction::BackOff {
                     *lock(&self.back_off_until) =
                         Some(Instant::now() + Duration::from_secs(self.config.recovery.back_off_seconds));
                 }
-                if lock(&self.crash_loop).record(failure.crash_class, Instant::now()) {
-                    let reason = format!(
-                        "crash loop: {} crashes within {} s, last: {}",
-                        self.config.recovery.crash_loop_threshold,
-                        self.config.recovery.crash_loop_window_seconds,
-                        failure.message
-                    );
-                    warn!(reason = %reason, "quarantining this node");
-                    *lock(&self.quarantine) = Some(reason);
+                if failure.action == RecoveryAction::Quarantine {
+                    self.enter_quarantine(failure);
                 }
             }
             ChunkOutcome::Stopped(_) => {}
@@ -387,7 +402,6 @@ impl Agent {
     }
 
     async fn heartbeat_loop(self: Arc<Self>, stop: CancellationToken) {
-        let mut next_probe = Instant::now();
         let mut resync_cache = true;
         loop {
             let interval = *lock(&self.heartbeat_interval);
@@ -400,10 +414,6 @@ impl Agent {
                         "leases could not be renewed within their TTL; stopped those renders"
                     );
                 }
-            }
-            if lock(&self.quarantine).is_some() && Instant::now() >= next_probe {
-                next_probe = Instant::now() + Duration::from_secs(self.config.recovery.probe_interval_seconds);
-                self.clone().probe().await;
             }
             tokio::select! {
                 () = stop.cancelled() => return,
@@ -421,7 +431,10 @@ impl Agent {
             changes.upserted
         };
         let health: Vec<HealthSample> = std::mem::take(&mut *lock(&self.health));
-        let quarantine = lock(&self.quarantine).clone();
+        let (quarantine, quarantine_epoch) = {
+            let quarantine = lock(&self.quarantine);
+            (quarantine.clone(), self.quarantine_epoch.load(Ordering::Relaxed))
+        };
         let request = pb::HeartbeatRequest {
             leases: self.leases.statuses(),
             cache: Some(pb::CacheInventory {
@@ -436,13 +449,17 @@ impl Agent {
             health: health.iter().map(HealthSample::to_pb).collect(),
             quarantined: quarantine.is_some(),
             quarantine_reason: quarantine.clone().unwrap_or_default(),
-            probe_succeeded: self.probe_succeeded.load(Ordering::Relaxed),
+            // Taken, not read: a probe passing while this heartbeat is in flight is not lost.
+            probe_succeeded: self.probe_succeeded.swap(false, Ordering::Relaxed),
         };
+        let probe_succeeded = request.probe_succeeded;
         match self.client.heartbeat(request).await {
             Ok(response) => {
                 *resync_cache = false;
+                if quarantine.is_some() {
+                    self.quarantine_reported.send_replace(quarantine_epoch);
+                }
                 self.apply_timing(response.heartbeat_interval.as_ref(), None);
-                self.probe_succeeded.store(false, Ordering::Relaxed);
                 let state = NodeState::from_wire(response.state, "state").unwrap_or(NodeState::Online);
                 self.observe_state(state);
                 let mut lost = Vec::new();
@@ -463,6 +480,9 @@ impl Agent {
             }
             Err(error) => {
                 *resync_cache = true;
+                if probe_succeeded {
+                    self.probe_succeeded.store(true, Ordering::Relaxed);
+                }
                 warn!(%error, "heartbeat failed");
                 self.keep_health(health);
                 if error.code() == Some(tonic::Code::Unauthenticated) {
@@ -507,18 +527,6 @@ impl Agent {
                 warn!(%error, "prefetch failed");
             }
         });
-    }
-
-    /// Runs `aerender -version`: a node whose aerender starts and answers is healthy again.
-    async fn probe(self: Arc<Self>) {
-        let tag = format!("{}probe", self.chunk.process_tag_prefix);
-        let ok = crate::probe::probe(&self.chunk.install.path, &tag, self.config.kill_grace()).await;
-        info!(ok, "probe render");
-        if ok {
-            *lock(&self.quarantine) = None;
-            lock(&self.crash_loop).reset();
-            self.probe_succeeded.store(true, Ordering::Relaxed);
-        }
     }
 
     /// Samples the control plane could not take yet go to the durable outbox.

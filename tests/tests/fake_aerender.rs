@@ -714,6 +714,71 @@ fn crash_leaves_truncated_file_and_dies_by_signal() {
     assert_eq!(status.code(), Some(5), "0xC0000005 truncated to 8 bits on Unix");
 }
 
+/// `args` with the `-output` value replaced by `output`.
+fn with_output(mut args: Vec<String>, output: &str) -> Vec<String> {
+    let at = args.iter().position(|arg| arg == "-output").unwrap();
+    args[at + 1] = output.to_owned();
+    args
+}
+
+/// The lines the double prints when writing `path` fails (§3.5 text, AE error form).
+fn write_failure_lines(path: &str) -> String {
+    format!(
+        "aerender Error: After Effects error: Rendering error while writing to file {path}. An output module failed. The file may be damaged or corrupted.\nINFO: Render aborted.\n"
+    )
+}
+
+/// A frame that cannot be written (its folder is a regular file, which stops root too) is
+/// reported as AE reports output write failures, and the run exits 9, not 0.
+#[test]
+fn unwritable_frame_folder_fails_with_a_write_error() {
+    let scratch = Scratch::new(PROJECT);
+    std::fs::write(scratch.path("blocker"), b"a file where the output folder should be").unwrap();
+    let output = scratch.arg("blocker/frame_[#####].png");
+    let (status, printed) = run(&scratch, &with_output(scratch.render_args(0, 3), &output), &[]);
+    assert_eq!(status.code(), Some(9), "{printed}");
+    let first_frame = scratch.arg("blocker/frame_00000.png");
+    assert!(
+        printed.ends_with(&format!(
+            "PROGRESS:  Post-Render Action: None\nPROGRESS:  \n{}",
+            write_failure_lines(&first_frame)
+        )),
+        "no frame line for the frame that was not written:\n{printed}"
+    );
+    assert!(!printed.contains("Finished composition"));
+}
+
+/// A movie output on a full disk (`/dev/full` answers every write with ENOSPC) fails the same way.
+#[cfg(target_os = "linux")]
+#[test]
+fn movie_on_a_full_disk_fails_with_a_write_error() {
+    let scratch = Scratch::new(PROJECT);
+    let (status, printed) = run(&scratch, &with_output(scratch.render_args(0, 3), "/dev/full"), &[]);
+    assert_eq!(status.code(), Some(9), "{printed}");
+    assert!(printed.ends_with(&write_failure_lines("/dev/full")), "{printed}");
+}
+
+/// `disk_full` fills the disk at `at_frame`: earlier frames are complete, that one is truncated,
+/// later ones are never written, and the run ends with the write error and exit 9.
+#[test]
+fn disk_full_mode_truncates_the_frame_and_exits_9() {
+    let scratch = Scratch::new(PROJECT);
+    let env = [("FAKE_AERENDER_MODE", "disk_full"), ("FAKE_AERENDER_AT_FRAME", "2")];
+    let (status, printed) = run(&scratch, &scratch.render_args(0, 4), &env);
+    assert_eq!(status.code(), Some(9), "{printed}");
+    let frame_two = scratch.frame(2).to_string_lossy().into_owned();
+    assert!(
+        printed.ends_with(&format!(
+            "PROGRESS:  0:00:00:01 (2): 0 Seconds\n{}",
+            write_failure_lines(&frame_two)
+        )),
+        "{printed}"
+    );
+    assert!((0..=1).all(|frame| check_png(&scratch.frame(frame)).is_ok()));
+    assert!(scratch.frame(2).exists() && check_png(&scratch.frame(2)).is_err());
+    assert!(!scratch.frame(3).exists());
+}
+
 /// A crash dialog leaves the truncated file and keeps the whole tree alive and silent.
 #[test]
 fn crash_dialog_hangs_silently_after_truncated_file() {

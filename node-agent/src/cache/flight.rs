@@ -77,6 +77,7 @@ pub(super) fn join_or_start(shared: &Arc<Shared>, state: &mut State, template: &
 async fn run_flight(mut completion: Completion) {
     let result = fetch_and_install(&completion.shared, &completion.template).await;
     let trash = completion.complete(result);
+    completion.shared.publish_stats();
     completion.shared.delete_trash(trash).await;
     completion.shared.persist().await;
 }

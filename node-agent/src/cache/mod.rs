@@ -19,7 +19,7 @@ mod store;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use tracing::{Instrument, Span, info, warn};
@@ -78,15 +78,32 @@ pub struct CacheStats {
     pub bytes_used: u64,
     pub budget_bytes: u64,
     pub entries: usize,
-    /// Acquires served from an installed entry.
+    /// Acquires for a render served from an installed entry (prefetches are not counted: they
+    /// exist to turn later acquires into hits).
     pub hits: u64,
-    /// Acquires that had to wait for a download (shared downloads count once per caller).
+    /// Acquires for a render that had to wait for a download (shared downloads count once per
+    /// caller).
     pub misses: u64,
     /// Downloads that completed and verified.
     pub downloads: u64,
     /// Downloads rejected for a wrong size or hash.
     pub hash_mismatches: u64,
 }
+
+impl CacheStats {
+    /// Share of render acquires served from the cache (0 before the first one).
+    pub fn hit_ratio(&self) -> f64 {
+        let lookups = self.hits + self.misses;
+        if lookups == 0 {
+            0.0
+        } else {
+            self.hits as f64 / lookups as f64
+        }
+    }
+}
+
+/// Told the fresh [`CacheStats`] after every change of the cache and every acquire (metrics).
+pub type StatsObserver = Box<dyn Fn(&CacheStats) + Send + Sync>;
 
 /// The content-addressed template cache. Cheap to share: `open` returns it in an `Arc`.
 pub struct TemplateCache {
@@ -104,6 +121,7 @@ struct Shared {
     /// Serialises `index.json` writes; holds the generation last written. Tokio's mutex because
     /// it is held across the blocking write.
     persisted_generation: tokio::sync::Mutex<u64>,
+    observer: OnceLock<StatsObserver>,
 }
 
 struct State {
@@ -147,33 +165,68 @@ impl TemplateCache {
             state: Mutex::new(state),
             counters: Counters::default(),
             persisted_generation: tokio::sync::Mutex::new(0),
+            observer: OnceLock::new(),
         });
         shared.trim_to_budget().await;
         shared.persist().await;
         Ok(Arc::new(Self { shared }))
     }
 
-    /// A pinned lease on the template, downloading and installing it first if needed. Concurrent
-    /// calls for the same hash share one download.
+    /// A pinned lease on the template for a render, downloading and installing it first if
+    /// needed. Concurrent calls for the same hash share one download.
     pub async fn acquire(&self, template: &TemplateSpec) -> CacheResult<CacheLease> {
+        self.acquire_counted(template, true).await
+    }
+
+    /// Downloads and installs the template without keeping it pinned; not counted as a hit or
+    /// a miss.
+    pub async fn prefetch(&self, template: &TemplateSpec) -> CacheResult<()> {
+        self.acquire_counted(template, false).await.map(drop)
+    }
+
+    async fn acquire_counted(&self, template: &TemplateSpec, count_lookup: bool) -> CacheResult<CacheLease> {
         let hash = template.hash;
-        let waiter = {
+        let (counter, looked_up) = {
             let mut state = self.shared.lock_state();
             if state.index.pin(&hash) {
                 state.index.record_hit(&hash, chrono::Utc::now());
                 state.generation += 1;
-                self.shared.counters.hits.fetch_add(1, Ordering::Relaxed);
-                return lease::CacheLease::for_pinned(&self.shared, &state.index, hash);
+                let lease = lease::CacheLease::for_pinned(&self.shared, &state.index, hash);
+                (&self.shared.counters.hits, Ok(lease))
+            } else {
+                let waiter = flight::join_or_start(&self.shared, &mut state, template);
+                (&self.shared.counters.misses, Err(waiter))
             }
-            self.shared.counters.misses.fetch_add(1, Ordering::Relaxed);
-            flight::join_or_start(&self.shared, &mut state, template)
         };
-        waiter.wait().await
+        if count_lookup {
+            counter.fetch_add(1, Ordering::Relaxed);
+            self.shared.publish_stats();
+        }
+        match looked_up {
+            Ok(lease) => lease,
+            Err(waiter) => waiter.wait().await,
+        }
     }
 
-    /// Downloads and installs the template without keeping it pinned.
-    pub async fn prefetch(&self, template: &TemplateSpec) -> CacheResult<()> {
-        self.acquire(template).await.map(drop)
+    /// A pinned lease on an installed entry, never downloading and not counted as a lookup (the
+    /// canary render re-uses a template the node rendered before); `None` when not installed.
+    pub fn lease_installed(&self, hash: &ContentHash) -> Option<CacheLease> {
+        let mut state = self.shared.lock_state();
+        if !state.index.pin(hash) {
+            return None;
+        }
+        state.generation += 1;
+        lease::CacheLease::for_pinned(&self.shared, &state.index, *hash).ok()
+    }
+
+    /// Registers the observer told the stats after every change and acquire, and tells it the
+    /// current ones at once. Only one observer: later calls are ignored (and logged).
+    pub fn observe_stats(&self, observer: impl Fn(&CacheStats) + Send + Sync + 'static) {
+        if self.shared.observer.set(Box::new(observer)).is_err() {
+            warn!("the template cache already has a stats observer; ignoring another");
+            return;
+        }
+        self.shared.publish_stats();
     }
 
     /// Re-hashes an installed entry on a blocking thread: `true` if every file is intact. The
@@ -213,6 +266,7 @@ impl TemplateCache {
             self.shared.move_to_trash_locked(hash)
         };
         info!(template_hash = %hash, "removed cache entry");
+        self.shared.publish_stats();
         self.shared.delete_trash(trash).await;
         self.shared.persist().await;
         Ok(true)
@@ -233,21 +287,9 @@ impl TemplateCache {
         self.shared.lock_state().index.inventory()
     }
 
+    /// Sizes and counters now.
     pub fn stats(&self) -> CacheStats {
-        let (bytes_used, budget_bytes, entries) = {
-            let state = self.shared.lock_state();
-            (state.index.bytes_used(), state.index.budget_bytes(), state.index.len())
-        };
-        let counters = &self.shared.counters;
-        CacheStats {
-            bytes_used,
-            budget_bytes,
-            entries,
-            hits: counters.hits.load(Ordering::Relaxed),
-            misses: counters.misses.load(Ordering::Relaxed),
-            downloads: counters.downloads.load(Ordering::Relaxed),
-            hash_mismatches: counters.hash_mismatches.load(Ordering::Relaxed),
-        }
+        self.shared.stats()
     }
 
     /// Writes `index.json` now if it is behind (graceful shutdown; leases persist in the
@@ -266,6 +308,30 @@ impl Shared {
     fn lock_state(&self) -> MutexGuard<'_, State> {
         // Bookkeeping stays consistent even if a holder panicked, so poisoning is ignored.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn stats(&self) -> CacheStats {
+        let (bytes_used, budget_bytes, entries) = {
+            let state = self.lock_state();
+            (state.index.bytes_used(), state.index.budget_bytes(), state.index.len())
+        };
+        let counters = &self.counters;
+        CacheStats {
+            bytes_used,
+            budget_bytes,
+            entries,
+            hits: counters.hits.load(Ordering::Relaxed),
+            misses: counters.misses.load(Ordering::Relaxed),
+            downloads: counters.downloads.load(Ordering::Relaxed),
+            hash_mismatches: counters.hash_mismatches.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Tells the observer the stats now. Never call with the state lock held (it takes it).
+    fn publish_stats(&self) {
+        if let Some(observer) = self.observer.get() {
+            observer(&self.stats());
+        }
     }
 
     /// Renames an entry folder out of the way while the state lock is held, so the index and
@@ -365,6 +431,9 @@ impl Shared {
                 Vec::new()
             }
         };
+        if !trash.is_empty() {
+            self.publish_stats();
+        }
         // Without a runtime (shutdown) the next start-up cleans up and rebuilds the order.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let shared = Arc::clone(self);
@@ -399,4 +468,20 @@ where
 {
     let span = Span::current();
     tokio::task::spawn_blocking(move || span.in_scope(work)).await?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hit ratio is hits over render acquires, and 0 (not NaN) before the first one.
+    #[test]
+    fn hit_ratio_is_hits_over_lookups() {
+        let mut stats = CacheStats::default();
+        assert_eq!(stats.hit_ratio(), 0.0);
+        stats.misses = 1;
+        assert_eq!(stats.hit_ratio(), 0.0);
+        stats.hits = 3;
+        assert_eq!(stats.hit_ratio(), 0.75);
+    }
 }

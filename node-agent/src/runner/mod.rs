@@ -19,10 +19,12 @@ use flatrender_proto::{
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+pub(crate) use watch::supervise;
 pub use watch::{RunRecord, frames_on_disk};
 
 use crate::{
     cache::{TemplateCache, TemplateSpec},
+    canary,
     client::ControlPlaneClient,
     config::AgentConfig,
     leases::{RunningLease, StopReason},
@@ -63,11 +65,14 @@ pub enum ChunkOutcome {
 
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
-/// Renders one assignment.
+/// Renders one assignment. `escalate` sees a failure before it is queued for the control plane
+/// and may change its action (the crash that completes a crash loop reports `Quarantine`); it is
+/// not asked about hand-backs.
 pub async fn run_chunk(
     context: &ChunkContext,
     assignment: &pb::WorkAssignment,
     lease: Arc<RunningLease>,
+    escalate: impl FnOnce(Failure) -> Failure,
 ) -> ChunkOutcome {
     let started = Instant::now();
     let result = render(context, assignment, &lease).await;
@@ -111,7 +116,7 @@ pub async fn run_chunk(
                     action: RecoveryAction::Requeue,
                     ..failure
                 },
-                _ => failure,
+                _ => escalate(failure),
             };
             let item = OutboxItem::Failure(ChunkFailure {
                 frame_job_id: assignment.frame_job_id.clone(),
@@ -216,7 +221,9 @@ async fn render(
         info!(frame_job_id = %assignment.frame_job_id, kept = written.len(), "frames already on disk are kept");
     }
     let mut last_report = Instant::now();
+    let mut first_rendered_frame = None;
     for (first, last) in missing_stretches(range.start, range.end, &written) {
+        first_rendered_frame.get_or_insert(first);
         let command = chunk_command(
             config,
             &project,
@@ -235,7 +242,7 @@ async fn render(
                 error.to_string(),
             )
         })?;
-        context.metrics.set_aerender_running(true);
+        let running = context.metrics.aerender_started();
         let already = written.clone();
         let mut report = |frames: &BTreeSet<i32>| {
             let done = already
@@ -261,9 +268,10 @@ async fn render(
             &config.watchdog,
             &lease.cancel,
             &mut report,
+            Some(&context.metrics),
         )
         .await;
-        context.metrics.set_aerender_running(false);
+        drop(running);
         crate::render_logs::keep(&config.node.state_dir, &assignment.job_id, &tag, &record.raw_log).await;
         if let Some(first_frame) = record.time_to_first_frame {
             context.metrics.observe_time_to_first_frame(first_frame.as_secs_f64());
@@ -307,6 +315,24 @@ async fn render(
     let outputs = hash_outputs(&output_dir, &pattern, range.start, range.end)
         .await
         .map_err(|message| Failed::before_render(CrashClass::OutputWrite, RecoveryAction::RetryElsewhere, message))?;
+    // Only a render that ran here proves something: frames all kept from disk do not.
+    if let Some(frame) = first_rendered_frame {
+        let frame_path = output_dir.join(pattern.file_name(frame));
+        let frame_size = tokio::task::spawn_blocking(move || canary::png_size(&frame_path))
+            .await
+            .ok()
+            .flatten();
+        let last_success = canary::LastSuccess {
+            template_hash: spec.hash.to_hex(),
+            project_path: project.clone(),
+            composition: assignment.composition.clone(),
+            output_module_template: output.output_module_template.clone(),
+            render_settings_template: output.render_settings_template.clone(),
+            frame,
+            frame_size,
+        };
+        canary::remember_success(&config.node.state_dir, &last_success).await;
+    }
     info!(frame_job_id = %assignment.frame_job_id, frames = outputs.len(), "chunk rendered");
     Ok(outputs)
 }
@@ -323,7 +349,9 @@ pub fn template_spec(template: &pb::TemplateRef) -> Result<TemplateSpec, String>
     })
 }
 
-fn chunk_command(
+/// The aerender command for frames `first..=last` of `composition`, with the job's output settings
+/// and the agent's defaults (the canary render uses it too).
+pub(crate) fn chunk_command(
     config: &AgentConfig,
     project: &Path,
     composition: &str,

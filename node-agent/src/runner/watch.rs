@@ -11,6 +11,7 @@ use tracing::{debug, warn};
 use crate::{
     aerender_log::{LogEvent, LogParser, LogSummary},
     config::WatchdogConfig,
+    metrics::AgentMetrics,
     recovery::Watchdog,
     supervisor::{self, FramePattern, OutputWatcher, RunningProcess},
 };
@@ -42,6 +43,8 @@ pub type ProgressFn<'a> = &'a mut (dyn FnMut(&BTreeSet<i32>) + Send);
 const TAIL_LINES: usize = 60;
 
 /// Supervises `process` until it exits or a watchdog fires; always leaves no process behind.
+/// With `metrics`, each frame's render time from its progress line goes to the frame histogram
+/// as the line arrives.
 pub async fn supervise(
     mut process: RunningProcess,
     output_dir: &Path,
@@ -49,6 +52,7 @@ pub async fn supervise(
     budgets: &WatchdogConfig,
     cancel: &CancellationToken,
     on_progress: ProgressFn<'_>,
+    metrics: Option<&AgentMetrics>,
 ) -> RunRecord {
     let started = Instant::now();
     let mut parser = LogParser::new();
@@ -93,6 +97,10 @@ pub async fn supervise(
                     for event in parser.feed_line(&line.text) {
                         match event {
                             LogEvent::FrameDone(frame) => {
+                                // The parser reports each frame once, however often the log repeats it.
+                                if let (Some(metrics), Some(seconds)) = (metrics, frame.seconds) {
+                                    metrics.observe_frame_seconds(seconds as f64);
+                                }
                                 let at = Instant::now();
                                 slowest_frame = slowest_frame.max(at.duration_since(last_frame_at));
                                 last_frame_at = at;

@@ -63,6 +63,15 @@
 //! * `license_popup` — blocks forever after `Finished composition` (`license_at=before`: right
 //!   after launch, before anything renders).
 //! * `busy` — `aerender ERROR: After Effects can not render for aerender. …`, exit 1.
+//! * `disk_full` — the output disk fills up at `at_frame`: a third of that frame is written, then
+//!   the write error below.
+//!
+//! Output write errors (any mode: `disk_full`, a read-only or missing output folder, `/dev/full`
+//! as a movie output) are never ignored. aerender.md documents no disk-full text, so the double
+//! prints §3.5's write-failure message in the AE error form of §3.5/§10.3.1 (as the mid-render
+//! `read_source` error does), `aerender Error: After Effects error: Rendering error while writing
+//! to file <path>. An output module failed. The file may be damaged or corrupted.`, then `INFO:
+//! Render aborted.`, and exits 9 (§4 `EXIT_AE_RUNTIME`). The frame's progress line is not printed.
 //!
 //! Targeting: `runs=1` / `runs=1,3` / `runs=2-4` limits the mode to those run numbers (others
 //! run clean); `only_comp=<name>` to renders of that `-comp`; `at_frame=<display frame>` is where
@@ -96,8 +105,8 @@
 //!
 //! # Exit codes
 //! 0 ok · 2 usage · 3/4 syntax (4 once `-log` is open) · 7/8 aerender runtime (comp, rqindex,
-//! template, needs output, no project) · 9/10 AE runtime · 11 socket · 1 launcher failures
-//! (busy, -1701) · SIGABRT crash · 70 invalid scenario.
+//! template, needs output, no project) · 9/10 AE runtime (output write errors included) · 11 socket
+//! · 1 launcher failures (busy, -1701) · SIGABRT crash · 70 invalid scenario.
 
 mod args;
 mod clock;

@@ -212,11 +212,13 @@ fn completion_order(renderer: &Renderer<'_>, frames: &[i64]) -> Vec<(i64, usize)
     order
 }
 
-/// Output of a single-file (movie) render, written progressively so partial files exist.
+/// Output of a single-file (movie) render, written progressively so partial files exist. A write
+/// error is remembered: the render stops at that frame, as AE's output module does.
 struct MovieWriter {
     file: Option<File>,
     bytes_per_frame: u64,
     remaining: u64,
+    failed: bool,
 }
 
 impl MovieWriter {
@@ -224,6 +226,7 @@ impl MovieWriter {
         let file = File::create(path).ok();
         let bytes_per_frame = (total_bytes / num_frames.max(1) as u64).max(1);
         let mut writer = Self {
+            failed: file.is_none(),
             file,
             bytes_per_frame,
             remaining: total_bytes,
@@ -235,9 +238,17 @@ impl MovieWriter {
     fn write(&mut self, bytes: &[u8]) {
         let take = (bytes.len() as u64).min(self.remaining) as usize;
         if let Some(file) = self.file.as_mut() {
-            let _ = file.write_all(&bytes[..take]).and_then(|()| file.flush());
+            if file.write_all(&bytes[..take]).and_then(|()| file.flush()).is_err() {
+                self.failed = true;
+                self.file = None;
+            }
         }
         self.remaining -= take as u64;
+    }
+
+    /// Whether a write (or creating the file) failed.
+    fn failed(&self) -> bool {
+        self.failed
     }
 
     fn frame(&mut self, frame: i64, last: bool) {
@@ -260,11 +271,28 @@ impl MovieWriter {
     }
 }
 
-fn write_frame_file(path: &str, bytes: &[u8]) {
+fn write_frame_file(path: &str, bytes: &[u8]) -> std::io::Result<()> {
     if let Some(parent) = Path::new(path).parent() {
-        let _ = std::fs::create_dir_all(parent);
+        std::fs::create_dir_all(parent)?;
     }
-    let _ = std::fs::write(path, bytes);
+    std::fs::write(path, bytes)
+}
+
+/// What a full disk does to a frame: the part that fit is on disk, the rest is not.
+fn write_frame_file_disk_full(path: &str, bytes: &[u8]) {
+    // The write fails either way; a folder that cannot even be created changes nothing.
+    let _ = write_frame_file(path, &bytes[..bytes.len() / 3]);
+}
+
+/// AE's report of a failed output write (§3.5's write-failure text in the §3.5/§10.3 AE error
+/// form, then `INFO: Render aborted.`); the caller exits 9, `EXIT_AE_RUNTIME` (§4).
+/// The OS error itself is not printed: the notes document no such detail.
+fn output_write_failed(renderer: &mut Renderer<'_>, path: &str) -> ItemOutcome {
+    renderer.sink.script(&format!(
+        "aerender Error: After Effects error: Rendering error while writing to file {path}. An output module failed. The file may be damaged or corrupted."
+    ));
+    renderer.sink.script("INFO: Render aborted.");
+    ItemOutcome::Failed(9)
 }
 
 /// Renders one item; returns only if the process should go on (or exit with a code).
@@ -319,7 +347,8 @@ pub fn render_item(renderer: &mut Renderer<'_>, plan: &ItemPlan) -> ItemOutcome 
                         (Some(movie), _) => movie.half_frame(frame),
                         (None, Some(path)) => {
                             let bytes = frame_png();
-                            write_frame_file(&path, &bytes[..bytes.len() / 2]);
+                            // Dying anyway: a failed write changes nothing.
+                            let _ = write_frame_file(&path, &bytes[..bytes.len() / 2]);
                         }
                         (None, None) => {}
                     }
@@ -330,6 +359,12 @@ pub fn render_item(renderer: &mut Renderer<'_>, plan: &ItemPlan) -> ItemOutcome 
                         renderer.sink.script("INFO: Render aborted.");
                     }
                     crash(scenario);
+                }
+                Mode::DiskFull => {
+                    clock::sleep_ms(scenario.frame_ms);
+                    let path = sequence_path(&plan.output, frame).unwrap_or_else(|| plan.output.clone());
+                    write_frame_file_disk_full(&path, &frame_png());
+                    return output_write_failed(renderer, &path);
                 }
                 _ => {}
             }
@@ -348,10 +383,20 @@ pub fn render_item(renderer: &mut Renderer<'_>, plan: &ItemPlan) -> ItemOutcome 
         }
         let frame_stopwatch = Stopwatch::start();
         clock::sleep_ms(scenario.slow_frames.get(&frame).copied().unwrap_or(scenario.frame_ms));
-        match (movie.as_mut(), sequence_path(&plan.output, frame)) {
-            (Some(movie), _) => movie.frame(frame, position + 1 == order.len()),
-            (None, Some(path)) => write_frame_file(&path, &frame_png()),
-            (None, None) => {}
+        let written = match (movie.as_mut(), sequence_path(&plan.output, frame)) {
+            (Some(movie), _) => {
+                movie.frame(frame, position + 1 == order.len());
+                if movie.failed() {
+                    Err(plan.output.clone())
+                } else {
+                    Ok(())
+                }
+            }
+            (None, Some(path)) => write_frame_file(&path, &frame_png()).map_err(|_| path),
+            (None, None) => Ok(()),
+        };
+        if let Err(path) = written {
+            return output_write_failed(renderer, &path);
         }
         renderer.frame_line(plan, frame, index, frame_stopwatch.elapsed().as_secs());
     }

@@ -104,6 +104,7 @@ pub enum Mode {
     CrashDialog,
     LicensePopup,
     Busy,
+    DiskFull,
 }
 
 impl Mode {
@@ -312,6 +313,7 @@ impl Scenario {
                     "crash_dialog" => Mode::CrashDialog,
                     "license_popup" => Mode::LicensePopup,
                     "busy" => Mode::Busy,
+                    "disk_full" => Mode::DiskFull,
                     other => return Err(format!("mode: unknown mode {other:?}")),
                 }
             }
