@@ -101,10 +101,22 @@ pub async fn create_token(
     node_id: Option<NodeId>,
     expires_at: Option<DateTime<Utc>>,
 ) -> ControlPlaneResult<(TokenId, String)> {
-    let (secret, hash) = generate_token(kind);
     let mut connection = pool.acquire().await?;
+    create_token_in(&mut connection, kind, label, tenant_ids, node_id, expires_at).await
+}
+
+/// [`create_token`] on a given connection (inside the caller's transaction).
+pub async fn create_token_in(
+    connection: &mut sqlx::PgConnection,
+    kind: TokenKind,
+    label: &str,
+    tenant_ids: Option<&[TenantId]>,
+    node_id: Option<NodeId>,
+    expires_at: Option<DateTime<Utc>>,
+) -> ControlPlaneResult<(TokenId, String)> {
+    let (secret, hash) = generate_token(kind);
     let id = tokens::insert(
-        &mut connection,
+        connection,
         tokens::NewToken {
             kind,
             hash: &hash,

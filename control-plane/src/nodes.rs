@@ -12,7 +12,7 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use flatrender_proto::types::{NodeId, NodeState, OperatingSystem};
+use flatrender_proto::types::{NodeId, NodeState, OperatingSystem, TokenKind};
 use sqlx::PgPool;
 use tokio::{sync::RwLock, time::Instant};
 use tokio_util::sync::CancellationToken;
@@ -66,36 +66,33 @@ impl NodeRegistry {
 
     /// Reloads every node's facts from the database.
     pub async fn refresh(&self) -> Result<(), DbError> {
-        let mut connection = self.pool.acquire().await?;
-        let rows = db::nodes::all_facts(&mut connection).await?;
-        let mut fresh = HashMap::with_capacity(rows.len());
-        for row in rows {
-            let Some(state) = NodeState::parse(&row.state) else {
-                warn!(node_id = %row.id, state = %row.state, "node has unknown state; ignored");
-                continue;
-            };
-            fresh.insert(
-                NodeId::from_uuid(row.id),
-                NodeFacts {
-                    os: row.os,
-                    ae_version: row.ae_version,
-                    tags: row.tags,
-                    state,
-                    drain_deadline: row.drain_deadline,
-                },
-            );
-        }
+        let rows = {
+            let mut connection = self.pool.acquire().await?;
+            db::nodes::all_facts(&mut connection).await?
+        };
+        let fresh: HashMap<NodeId, NodeFacts> = rows.into_iter().filter_map(facts_of).collect();
         *self.facts.write().await = fresh;
         Ok(())
     }
 
-    /// A node's facts; looks the database up when the node is not known yet here.
+    /// A node's facts; reads just that node when it is not known here yet (registered on
+    /// another replica, or a moment ago).
     pub async fn facts(&self, node_id: NodeId) -> Result<Option<NodeFacts>, DbError> {
         if let Some(facts) = self.facts.read().await.get(&node_id) {
             return Ok(Some(facts.clone()));
         }
-        self.refresh().await?;
-        Ok(self.facts.read().await.get(&node_id).cloned())
+        let row = {
+            let mut connection = self.pool.acquire().await?;
+            db::nodes::facts(&mut connection, node_id).await?
+        };
+        Ok(self.remember(row).await)
+    }
+
+    /// Keeps a freshly read node's facts; returns them.
+    pub(crate) async fn remember(&self, row: Option<db::nodes::NodeFactsRow>) -> Option<NodeFacts> {
+        let (node_id, facts) = facts_of(row?)?;
+        self.facts.write().await.insert(node_id, facts.clone());
+        Some(facts)
     }
 
     /// Notes a state change made here so this instance sees it before the next refresh.
@@ -178,6 +175,23 @@ impl NodeRegistry {
     }
 }
 
+fn facts_of(row: db::nodes::NodeFactsRow) -> Option<(NodeId, NodeFacts)> {
+    let Some(state) = NodeState::parse(&row.state) else {
+        warn!(node_id = %row.id, state = %row.state, "node has unknown state; ignored");
+        return None;
+    };
+    Some((
+        NodeId::from_uuid(row.id),
+        NodeFacts {
+            os: row.os,
+            ae_version: row.ae_version,
+            tags: row.tags,
+            state,
+            drain_deadline: row.drain_deadline,
+        },
+    ))
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A poisoned map only means a panic elsewhere; the data is still consistent.
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -208,15 +222,27 @@ pub struct NodeRegistration {
     pub max_leases: i32,
 }
 
-/// Creates or refreshes a node; returns its id and current state.
+/// A registered node: its id, its state, and its new node token (shown once).
+pub struct Registered {
+    /// The node.
+    pub node_id: NodeId,
+    /// Its state (offline nodes come back online; disabled and quarantined stay so).
+    pub state: NodeState,
+    /// The node token that replaces every earlier one.
+    pub token: String,
+}
+
+/// Creates or refreshes a node and issues its token, in one transaction on one connection (a
+/// farm reconnecting after a restart registers all at once: nothing here may need a second
+/// connection or re-read every node).
 pub async fn register(
     pool: &PgPool,
     registry: &NodeRegistry,
     registration: &NodeRegistration,
-) -> ControlPlaneResult<(NodeId, NodeState)> {
-    let mut connection = pool.acquire().await?;
+) -> ControlPlaneResult<Registered> {
+    let mut transaction = pool.begin().await?;
     let node_id = db::nodes::upsert(
-        &mut connection,
+        &mut transaction,
         &db::nodes::Registration {
             name: &registration.name,
             hostname: &registration.hostname,
@@ -231,13 +257,18 @@ pub async fn register(
         },
     )
     .await?;
-    registry.refresh().await?;
+    let label = format!("node {}", registration.name);
+    let (token_id, token) =
+        crate::auth::create_token_in(&mut transaction, TokenKind::Node, &label, None, Some(node_id), None).await?;
+    db::tokens::revoke_node_tokens_except(&mut transaction, node_id, token_id).await?;
+    let row = db::nodes::facts(&mut transaction, node_id).await?;
+    transaction.commit().await?;
     let state = registry
-        .facts(node_id)
-        .await?
+        .remember(row)
+        .await
         .map_or(NodeState::Online, |facts| facts.state);
     info!(%node_id, name = %registration.name, os = %registration.os, ae_version = ?registration.ae_version, %state, "node registered");
-    Ok((node_id, state))
+    Ok(Registered { node_id, state, token })
 }
 
 /// An ops or agent-driven change of node state.

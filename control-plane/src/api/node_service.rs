@@ -17,7 +17,6 @@ use tracing::{info, instrument, warn};
 
 use super::{AppState, bounded_text, convert, validate_tags};
 use crate::{
-    auth,
     db::{
         self,
         frame_jobs::{Completion, CompletionVerdict, LeaseClaim},
@@ -197,14 +196,11 @@ impl NodeService for NodeApi {
     ) -> Result<Response<pb::RegisterNodeResponse>, Status> {
         self.state.authorize(&request, &[TokenKind::Join]).await?;
         let registration = validate_registration(request.get_ref()).map_err(ControlPlaneError::from)?;
-        let (node_id, state) = nodes::register(&self.state.pool, &self.state.nodes, &registration).await?;
-        let label = format!("node {}", registration.name);
-        let (token_id, node_token) =
-            auth::create_token(&self.state.pool, TokenKind::Node, &label, None, Some(node_id), None).await?;
-        let mut connection = self.state.pool.acquire().await.map_err(ControlPlaneError::from)?;
-        db::tokens::revoke_node_tokens_except(&mut connection, node_id, token_id)
-            .await
-            .map_err(ControlPlaneError::from)?;
+        let nodes::Registered {
+            node_id,
+            state,
+            token: node_token,
+        } = nodes::register(&self.state.pool, &self.state.nodes, &registration).await?;
         let dispatch = &self.state.config.dispatch;
         Ok(Response::new(pb::RegisterNodeResponse {
             node_id: node_id.to_string(),

@@ -136,6 +136,17 @@ pub(crate) async fn all_facts(connection: &mut PgConnection) -> Result<Vec<NodeF
     Ok(rows)
 }
 
+/// Facts of one node.
+pub(crate) async fn facts(connection: &mut PgConnection, id: NodeId) -> Result<Option<NodeFactsRow>, DbError> {
+    let row = sqlx::query_as::<_, NodeFactsRow>(
+        "SELECT id, os, ae_version, tags, state, drain_deadline FROM render.nodes WHERE id = $1",
+    )
+    .bind(id.as_uuid())
+    .fetch_optional(connection)
+    .await?;
+    Ok(row)
+}
+
 /// Moves a node to `to` if it is currently in one of `from`; returns whether it moved.
 pub(crate) async fn transition(
     connection: &mut PgConnection,

@@ -559,7 +559,9 @@ async fn a_cached_token_stops_working_when_it_expires() {
         .await
         .unwrap()
         .into_inner();
-    list_jobs_with(farm.grpc, &created.token).await.expect("valid before expiry");
+    list_jobs_with(farm.grpc, &created.token)
+        .await
+        .expect("valid before expiry");
     let expires_at: chrono::DateTime<chrono::Utc> =
         sqlx::query_scalar("SELECT expires_at FROM render.api_tokens WHERE id = $1::uuid")
             .bind(&created.token_id)
@@ -593,7 +595,9 @@ async fn a_revocation_reaches_every_replica() {
         .unwrap()
         .into_inner();
     list_jobs_with(farm.grpc, &created.token).await.unwrap();
-    list_jobs_with(other, &created.token).await.expect("cached on the other replica");
+    list_jobs_with(other, &created.token)
+        .await
+        .expect("cached on the other replica");
     admin
         .revoke_token(authed(
             pb::RevokeTokenRequest {
@@ -603,7 +607,9 @@ async fn a_revocation_reaches_every_replica() {
         ))
         .await
         .unwrap();
-    let status = list_jobs_with(farm.grpc, &created.token).await.expect_err("revoked here");
+    let status = list_jobs_with(farm.grpc, &created.token)
+        .await
+        .expect_err("revoked here");
     assert_eq!(status.code(), Code::Unauthenticated);
     assert!(
         eventually(|| async {
@@ -613,5 +619,41 @@ async fn a_revocation_reaches_every_replica() {
         })
         .await,
         "the other replica refuses the revoked token"
+    );
+}
+
+/// As many concurrent registrations as the pool has connections, and more, all succeed (each
+/// used to hold a connection while re-reading every node through another one).
+#[tokio::test]
+async fn a_farm_reconnecting_at_once_can_register() {
+    let mut farm = Farm::without_server().await;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(3)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(&farm.db.url())
+        .await
+        .unwrap();
+    farm.attach(test_config(), pool).await;
+    let registrations = (0..24).map(|index| {
+        let address = farm.grpc;
+        let join_token = farm.join_token.clone();
+        async move {
+            let mut client = pb::node_service_client::NodeServiceClient::new(Farm::channel_to(address).await);
+            client
+                .register_node(authed(
+                    crate::support::registration(&format!("node-rush-{index}"), &[]),
+                    &join_token,
+                ))
+                .await
+        }
+    });
+    for result in futures_join_all(registrations).await {
+        result.expect("every registration succeeds");
+    }
+    assert_eq!(farm.count("SELECT count(*) FROM render.nodes").await, 24);
+    assert_eq!(
+        farm.count("SELECT count(*) FROM render.api_tokens WHERE kind = 'node' AND revoked_at IS NULL")
+            .await,
+        24
     );
 }
