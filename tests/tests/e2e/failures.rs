@@ -357,14 +357,14 @@ async fn slow_and_noisy_renders_succeed() {
 /// output write failure: the chunk moves to another node, which completes the job.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_output_disk_is_an_output_write_failure() {
-    let (farm, _first) = fails_once_then_completes_elsewhere(
+    let retried = fails_once_then_completes_elsewhere(
         "diskfull",
         &[("FAKE_AERENDER_MODE", "disk_full"), ("FAKE_AERENDER_AT_FRAME", "2")],
         "output_write",
     )
     .await;
     assert_eq!(
-        crash_classes(&farm).await[0],
+        crash_classes(&retried.farm).await[0],
         ("output_write".to_string(), Some("output_module_failed".to_string()))
     );
 }
