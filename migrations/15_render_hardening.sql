@@ -20,3 +20,10 @@ COMMENT ON COLUMN render.control_plane_beacon.last_pass_at IS 'The last reaper p
 ALTER TABLE render.render_jobs
     ADD COLUMN request_hash bytea CHECK (request_hash IS NULL OR octet_length(request_hash) = 32);
 COMMENT ON COLUMN render.render_jobs.request_hash IS 'BLAKE3 of the canonical submission; a resubmission under the same idempotency key must match it.';
+
+-- Requirement-aware claims (docs/dispatch.md): a tenant enters the claim's ranking only when it
+-- has an active job this node may run with a pending chunk, found through these two indexes
+-- instead of the tenant's whole job history or a job's finished chunks.
+CREATE INDEX render_jobs_tenant_active_idx ON render.render_jobs (tenant_id)
+    WHERE status IN ('queued', 'rendering');
+CREATE INDEX frame_jobs_pending_job_idx ON render.frame_jobs (job_id) WHERE state = 'pending';

@@ -657,3 +657,49 @@ async fn a_farm_reconnecting_at_once_can_register() {
         24
     );
 }
+
+/// More than a ranking window of tenants with higher-ranked work only macOS nodes can run do
+/// not hide a lower-ranked tenant's work from an idle Windows node.
+#[tokio::test]
+async fn unrunnable_tenants_do_not_hide_runnable_work() {
+    let farm = Farm::start().await;
+    let mut client = farm.render().await;
+    for _ in 0..20 {
+        let mut request = job_request(TenantId::new_random(), 0, 9);
+        request.priority = 90;
+        request.requirements = Some(pb::NodeRequirements {
+            os: pb::OperatingSystem::Macos as i32,
+            ..Default::default()
+        });
+        client
+            .submit_render_job(authed(request, &farm.service_token))
+            .await
+            .unwrap();
+    }
+    // Tags no node carries: unrunnable too.
+    for _ in 0..4 {
+        let mut request = job_request(TenantId::new_random(), 0, 9);
+        request.priority = 95;
+        request.requirements = Some(pb::NodeRequirements {
+            tags: vec!["gpu-a100".into()],
+            ..Default::default()
+        });
+        client
+            .submit_render_job(authed(request, &farm.service_token))
+            .await
+            .unwrap();
+    }
+    let mut runnable = job_request(TenantId::new_random(), 0, 9);
+    runnable.priority = 10;
+    let runnable = client
+        .submit_render_job(authed(runnable, &farm.service_token))
+        .await
+        .unwrap()
+        .into_inner()
+        .job
+        .unwrap();
+    let mut node = farm.register("node-win", &[]).await;
+    let taken = node.acquire(4).await;
+    assert_eq!(taken.len(), 1, "the only runnable chunk is taken");
+    assert_eq!(taken[0].job_id, runnable.id);
+}

@@ -23,6 +23,19 @@ tenant_load AS (
     FROM pending_tenants p
     LEFT JOIN render.tenant_quotas q ON q.tenant_id = p.tenant_id
     WHERE p.tenant_id IS NOT NULL
+      -- Requirements filter before the ranking window: only tenants with a pending chunk this
+      -- node may run compete for it, so unrunnable work ranked higher cannot hide runnable work.
+      AND EXISTS (
+          SELECT 1 FROM render.render_jobs j
+          WHERE j.tenant_id = p.tenant_id AND j.status IN ('queued', 'rendering')
+            AND (j.required_os IS NULL OR j.required_os = $2)
+            AND (j.required_ae_version IS NULL OR starts_with($3, j.required_ae_version))
+            AND j.required_tags <@ $4::text[]
+            AND EXISTS (
+                SELECT 1 FROM render.frame_jobs f
+                WHERE f.job_id = j.id AND f.state = 'pending'
+                  AND NOT EXISTS (SELECT 1 FROM render.job_bad_nodes b WHERE b.job_id = j.id AND b.node_id = $1
+                                  AND f.updated_at > now() - make_interval(secs => $12))))
 ),
 eligible AS (
     -- Tenants below their guarantee first, then by priority tier, then the least loaded.
