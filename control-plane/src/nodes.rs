@@ -332,6 +332,10 @@ pub async fn transition(
             "node {node_id} is {current}; cannot move it to {to} from there"
         )));
     }
+    if let NodeTransition::ProbeSucceeded | NodeTransition::Enable = change {
+        // Re-admitted (a canary render passed, or ops said so): its crashes are behind it.
+        db::crashes::mark_recovered(&mut transaction, node_id).await?;
+    }
     if let NodeTransition::CameBack = change {
         // Heard just now: written with the state, not a second later by the liveness flush,
         // so no reaper pass can find the node online and silent.

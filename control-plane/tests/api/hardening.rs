@@ -703,3 +703,51 @@ async fn unrunnable_tenants_do_not_hide_runnable_work() {
     assert_eq!(taken.len(), 1, "the only runnable chunk is taken");
     assert_eq!(taken[0].job_id, runnable.id);
 }
+
+/// The crash that quarantines a node is recorded as such, and the re-admission after a passed
+/// canary render marks the node's crashes recovered.
+#[tokio::test]
+async fn quarantine_and_readmission_are_recorded() {
+    let farm = Farm::start().await;
+    let mut node = farm.register("node-loop", &[]).await;
+    farm.submit(TenantId::new_random(), 0, 9, crate::support::HASH_A).await;
+    let assignment = node.acquire(1).await.pop().unwrap();
+    node.fail(&assignment, pb::CrashClass::Crash, pb::RecoveryAction::Quarantine)
+        .await
+        .unwrap();
+    let response = node
+        .heartbeat(pb::HeartbeatRequest {
+            quarantined: true,
+            quarantine_reason: "3 crashes in 10 minutes".into(),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(response.state(), pb::NodeState::Quarantined);
+    assert_eq!(
+        farm.count(
+            "SELECT count(*) FROM render.node_crashes WHERE recovery_action = 'quarantine' AND recovered_at IS NULL"
+        )
+        .await,
+        1
+    );
+    // Still quarantined while the agent says so and no probe passed.
+    let response = node
+        .heartbeat(pb::HeartbeatRequest {
+            quarantined: true,
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(response.state(), pb::NodeState::Quarantined);
+    let response = node
+        .heartbeat(pb::HeartbeatRequest {
+            probe_succeeded: true,
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(response.state(), pb::NodeState::Online);
+    assert_eq!(
+        farm.count("SELECT count(*) FROM render.node_crashes WHERE recovered_at IS NOT NULL")
+            .await,
+        1
+    );
+}
