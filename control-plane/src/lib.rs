@@ -10,6 +10,7 @@
 //! - `nodes`: registration, node state machine, coalesced liveness.
 //! - `health`: batched health-sample ingestion. `partitions`: monthly partition upkeep.
 //! - `readiness`: one database probe behind `/readyz` and gRPC health.
+//! - `shutdown`: sleeps that give way to shutdown (every periodic task).
 //! - `auth`: bearer tokens. `metrics`: Prometheus. `error`: the crate's error type.
 //! - `db`: repositories (plain SQL), the SQLSTATE classifier and the migration runner.
 //! - `embedded_pg` / `embedded`: the private PostgreSQL used when no database URL is configured.
@@ -31,5 +32,6 @@ pub mod nodes;
 pub mod partitions;
 pub mod readiness;
 pub mod server;
+mod shutdown;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
