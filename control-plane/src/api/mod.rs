@@ -2,7 +2,7 @@
 //! back. Domain code never sees protobuf.
 //!
 //! - `render_service`: backends submit and follow jobs.
-//! - `node_service`: agents register, heartbeat, take and report work.
+//! - `node`: agents register, heartbeat, take and report work.
 //! - `admin`: ops (one file per area).
 //! - `status`: the one `ControlPlaneError` → `tonic::Status` mapping.
 //! - `convert`: domain → protobuf.
@@ -10,7 +10,7 @@
 
 pub mod admin;
 pub mod convert;
-pub mod node_service;
+pub mod node;
 pub mod oversize;
 pub mod render_service;
 pub mod status;
