@@ -1,7 +1,7 @@
 //! The gRPC edge: authenticate, validate and convert requests into domain calls, convert results
 //! back. Domain code never sees protobuf.
 //!
-//! - `render_service`: backends submit and follow jobs.
+//! - `render`: backends submit and follow jobs.
 //! - `node`: agents register, heartbeat, take and report work.
 //! - `admin`: ops (one file per area).
 //! - `status`: the one `ControlPlaneError` → `tonic::Status` mapping.
@@ -12,7 +12,7 @@ pub mod admin;
 pub mod convert;
 pub mod node;
 pub mod oversize;
-pub mod render_service;
+pub mod render;
 pub mod status;
 
 use std::sync::Arc;
