@@ -16,20 +16,20 @@
 //! - `embedded_pg` / `embedded`: the private PostgreSQL used when no database URL is configured.
 //! - `testing` (tests and the `testing` feature): `TestDb`, a migrated database per test.
 
-pub mod api;
+pub(crate) mod api;
 pub mod auth;
 pub mod config;
 pub mod db;
-pub mod dispatch;
-pub mod embedded;
+pub(crate) mod dispatch;
+pub(crate) mod embedded;
 pub mod embedded_pg;
 pub mod error;
-pub mod health;
-pub mod jobs;
-pub mod leases;
-pub mod metrics;
-pub mod nodes;
-pub mod partitions;
+pub(crate) mod health;
+pub(crate) mod jobs;
+pub(crate) mod leases;
+pub(crate) mod metrics;
+pub(crate) mod nodes;
+pub(crate) mod partitions;
 pub mod readiness;
 pub mod server;
 mod shutdown;

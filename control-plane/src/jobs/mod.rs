@@ -4,7 +4,7 @@
 
 pub mod model;
 
-pub use model::{AudioSpec, Job, JobProgressView, NewJob, OutputSpec, Requirements, TemplateSpec};
+pub use model::{AudioSpec, Job, NewJob, OutputSpec, Requirements, TemplateSpec};
 
 use flatrender_proto::types::{JobId, JobStatus};
 use sqlx::PgPool;

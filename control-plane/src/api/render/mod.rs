@@ -14,7 +14,6 @@ use flatrender_proto::{
 use tonic::{Request, Response, Status};
 
 use self::jobs::WatchStream;
-pub use self::submit::validate_submission;
 use super::{AppState, respond};
 
 const CALLERS: &[TokenKind] = &[TokenKind::Service, TokenKind::Admin];
