@@ -6,10 +6,8 @@
 //!   messages, and tonic clients and servers for `RenderService`, `NodeService`, `AdminService`.
 //! - `types`: validated domain ids and values (`TenantId`, `FrameRange`, `LeaseToken`, ...).
 //! - `convert`: protobuf ⇄ domain conversions; errors name the offending field.
-//! - `layered_config`: defaults → TOML → environment → overrides, shared by both binaries.
 
 pub mod convert;
-pub mod layered_config;
 pub mod types;
 
 /// Generated protobuf messages and gRPC stubs. Use with the `pb::` prefix; never glob-import.
