@@ -78,7 +78,13 @@ async fn deliver(client: &ControlPlaneClient, outbox: &Outbox, metrics: &AgentMe
                 metrics.set_outbox_pending(outbox.len());
                 return false;
             }
-            // An answer that will never change (stale lease, invalid): drop the item.
+            // The lease was given away meanwhile (after a self-fence in a real partition, or an
+            // expiry): the chunk is someone else's now, and the report is final.
+            Err(error) if error.is_lost_lease() => {
+                info!(%error, "a queued report names a lease that is no longer ours; dropping it");
+                ack(outbox, id);
+            }
+            // An answer that will never change (invalid): drop the item.
             Err(error) => {
                 warn!(%error, "control plane refused a queued report; dropping it");
                 ack(outbox, id);

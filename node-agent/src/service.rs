@@ -406,12 +406,13 @@ impl Agent {
         loop {
             let interval = *lock(&self.heartbeat_interval);
             if self.heartbeat(&mut resync_cache).await.is_err() {
-                // Unreachable: keep rendering, but never past the lease TTL.
+                // Unreachable: keep rendering, but never past the lease TTL. A fenced chunk is
+                // handed back through the outbox (runner::run_chunk).
                 let fenced = self.leases.fence_expired(*lock(&self.lease_ttl));
                 if !fenced.is_empty() {
                     warn!(
                         ?fenced,
-                        "leases could not be renewed within their TTL; stopped those renders"
+                        "leases could not be renewed within their TTL; stopped those renders to hand them back"
                     );
                 }
             }
