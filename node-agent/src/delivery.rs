@@ -73,7 +73,7 @@ async fn deliver(client: &ControlPlaneClient, outbox: &Outbox, metrics: &AgentMe
             OutboxItem::Health(_) => Ok(()),
         };
         match delivered {
-            Ok(()) => ack(outbox, id),
+            Ok(()) => ack(outbox, id).await,
             Err(ClientError::Unreachable(_)) => {
                 metrics.set_outbox_pending(outbox.len());
                 return false;
@@ -82,12 +82,12 @@ async fn deliver(client: &ControlPlaneClient, outbox: &Outbox, metrics: &AgentMe
             // expiry): the chunk is someone else's now, and the report is final.
             Err(error) if error.is_lost_lease() => {
                 info!(%error, "a queued report names a lease that is no longer ours; dropping it");
-                ack(outbox, id);
+                ack(outbox, id).await;
             }
             // An answer that will never change (invalid): drop the item.
             Err(error) => {
                 warn!(%error, "control plane refused a queued report; dropping it");
-                ack(outbox, id);
+                ack(outbox, id).await;
             }
         }
     }
@@ -103,14 +103,14 @@ async fn deliver(client: &ControlPlaneClient, outbox: &Outbox, metrics: &AgentMe
         match client.heartbeat(request).await {
             Ok(_) => {
                 for (id, _) in batch {
-                    ack(outbox, id);
+                    ack(outbox, id).await;
                 }
             }
             Err(ClientError::Unreachable(_)) => break,
             Err(error) => {
                 warn!(%error, "control plane refused buffered health samples; dropping them");
                 for (id, _) in batch {
-                    ack(outbox, id);
+                    ack(outbox, id).await;
                 }
             }
         }
@@ -119,8 +119,8 @@ async fn deliver(client: &ControlPlaneClient, outbox: &Outbox, metrics: &AgentMe
     outbox.is_empty()
 }
 
-fn ack(outbox: &Outbox, id: crate::outbox::ItemId) {
-    if let Err(error) = outbox.ack(id) {
+async fn ack(outbox: &Outbox, id: crate::outbox::ItemId) {
+    if let Err(error) = outbox.ack(id).await {
         warn!(%error, "cannot remove a delivered item from the outbox");
     }
 }

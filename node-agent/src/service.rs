@@ -121,13 +121,16 @@ impl Agent {
         .await?;
         let cache_metrics = metrics.clone();
         cache.observe_stats(move |stats| cache_metrics.observe_cache(stats));
-        let outbox = Arc::new(Outbox::open(
-            config.node.state_dir.join("outbox"),
-            OutboxLimits {
-                max_health_samples: config.outbox.max_health_samples,
-                max_bytes: config.outbox.max_bytes,
-            },
-        )?);
+        let outbox = Arc::new(
+            Outbox::open(
+                config.node.state_dir.join("outbox"),
+                OutboxLimits {
+                    max_health_samples: config.outbox.max_health_samples,
+                    max_bytes: config.outbox.max_bytes,
+                },
+            )
+            .await?,
+        );
         let ca_pem = if config.control_plane.ca_cert.as_os_str().is_empty() {
             None
         } else {
@@ -319,7 +322,7 @@ impl Agent {
                     // A claim may already be on its way back: take it (briefly) and hand it back
                     // rather than leave the chunk leased to nobody until its lease expires.
                     if let Ok(Ok(assignments)) = tokio::time::timeout(HANDBACK_WAIT, &mut acquire).await {
-                        self.hand_back(&assignments);
+                        self.hand_back(&assignments).await;
                     }
                     break;
                 }
@@ -356,7 +359,7 @@ impl Agent {
     }
 
     /// Returns assignments the agent will not render (it is stopping): a hand-back costs no attempt.
-    fn hand_back(&self, assignments: &[pb::WorkAssignment]) {
+    async fn hand_back(&self, assignments: &[pb::WorkAssignment]) {
         for assignment in assignments {
             info!(frame_job_id = %assignment.frame_job_id, "handing back a chunk acquired while stopping");
             let item = OutboxItem::Failure(ChunkFailure {
@@ -367,7 +370,7 @@ impl Agent {
                 recovery_action: RecoveryAction::Requeue.to_wire(),
                 ..ChunkFailure::default()
             });
-            if let Err(error) = self.chunk.outbox.push(item) {
+            if let Err(error) = self.chunk.outbox.push(item).await {
                 warn!(%error, "could not queue the hand-back; the lease will expire instead");
             }
         }
@@ -485,7 +488,7 @@ impl Agent {
                     self.probe_succeeded.store(true, Ordering::Relaxed);
                 }
                 warn!(%error, "heartbeat failed");
-                self.keep_health(health);
+                self.keep_health(health).await;
                 if error.code() == Some(tonic::Code::Unauthenticated) {
                     warn!("node token refused; registering again");
                     let _ = std::fs::remove_file(self.credential_path());
@@ -531,9 +534,9 @@ impl Agent {
     }
 
     /// Samples the control plane could not take yet go to the durable outbox.
-    fn keep_health(&self, samples: Vec<HealthSample>) {
+    async fn keep_health(&self, samples: Vec<HealthSample>) {
         for sample in samples {
-            if let Err(error) = self.chunk.outbox.push(OutboxItem::Health(sample)) {
+            if let Err(error) = self.chunk.outbox.push(OutboxItem::Health(sample)).await {
                 warn!(%error, "health sample dropped");
             }
         }
@@ -553,7 +556,7 @@ impl Agent {
                 let excess = pending.len().saturating_sub(500);
                 pending.drain(..excess).collect()
             };
-            self.keep_health(overflow);
+            self.keep_health(overflow).await;
             tokio::select! {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(Duration::from_secs(self.config.health.interval_seconds)) => {}

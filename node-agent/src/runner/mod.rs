@@ -90,7 +90,7 @@ pub async fn run_chunk(
                 outputs,
                 render_seconds: started.elapsed().as_secs_f64(),
             });
-            match context.outbox.push(item) {
+            match context.outbox.push(item).await {
                 Ok(_) => ChunkOutcome::Completed,
                 Err(error) => {
                     warn!(%error, "cannot record the completion in the outbox");
@@ -147,7 +147,7 @@ pub async fn run_chunk(
                 frames_written: frames_written.into_iter().collect(),
                 recovery_action: failure.action.to_wire(),
             });
-            if let Err(error) = context.outbox.push(item) {
+            if let Err(error) = context.outbox.push(item).await {
                 warn!(%error, "cannot record the failure in the outbox");
             }
             match stop {
