@@ -37,6 +37,7 @@ use crate::{
     metrics::AgentMetrics,
     outbox::{ChunkFailure, Outbox, OutboxItem, OutboxLimits},
     recovery::CrashLoopDetector,
+    retry::Backoff,
     runner::{self, ChunkContext, ChunkOutcome},
     supervisor,
 };
@@ -45,6 +46,12 @@ mod quarantine;
 
 /// How long a stopping agent still waits for an acquire already in flight.
 const HANDBACK_WAIT: Duration = Duration::from_secs(3);
+/// Back-off of registration retries (the control plane unreachable at start-up).
+const REGISTER_RETRY_BASE: Duration = Duration::from_secs(1);
+const REGISTER_RETRY_CAP: Duration = Duration::from_secs(60);
+/// Back-off of failed acquires; a heartbeat that gets through again cuts it short.
+const ACQUIRE_RETRY_BASE: Duration = Duration::from_millis(500);
+const ACQUIRE_RETRY_CAP: Duration = Duration::from_secs(30);
 
 /// Prefix of the process tags of every aerender this agent starts (swept at start-up). It names
 /// the node and its state folder: agents sharing a machine never sweep each other's renders, even
@@ -89,6 +96,8 @@ pub struct Agent {
     heartbeat_interval: Mutex<Duration>,
     lease_ttl: Mutex<Duration>,
     chunk_finished: Notify,
+    /// Wakes the work loop out of its retry back-off when a heartbeat gets through again.
+    control_plane_back: Notify,
     health: Mutex<Vec<HealthSample>>,
     cache_errors: AtomicU32,
 }
@@ -175,6 +184,7 @@ impl Agent {
             heartbeat_interval: Mutex::new(Duration::from_secs(10)),
             lease_ttl: Mutex::new(Duration::from_secs(60)),
             chunk_finished: Notify::new(),
+            control_plane_back: Notify::new(),
             health: Mutex::new(Vec::new()),
             cache_errors: AtomicU32::new(0),
         });
@@ -214,13 +224,15 @@ impl Agent {
             tags: self.config.node.tags.clone(),
             max_leases: self.config.node.max_leases,
         };
+        let mut backoff = Backoff::new(REGISTER_RETRY_BASE, REGISTER_RETRY_CAP);
         let response = loop {
             match self.client.register(request.clone()).await {
                 Ok(response) => break response,
                 Err(error) if error.code().is_some() => anyhow::bail!("registration refused: {error}"),
                 Err(error) => {
-                    warn!(%error, "control plane unreachable; retrying registration in 5 s");
-                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    let delay = backoff.next_delay();
+                    warn!(%error, ?delay, "control plane unreachable; retrying registration");
+                    tokio::time::sleep(delay).await;
                 }
             }
         };
@@ -297,6 +309,7 @@ impl Agent {
 
     async fn work_loop(self: Arc<Self>, shutdown: CancellationToken) {
         let mut running = JoinSet::new();
+        let mut backoff = Backoff::new(ACQUIRE_RETRY_BASE, ACQUIRE_RETRY_CAP);
         loop {
             while running.try_join_next().is_some() {}
             let free = usize::try_from(self.config.node.max_leases)
@@ -329,6 +342,7 @@ impl Agent {
             };
             match acquired {
                 Ok(assignments) => {
+                    backoff.reset();
                     for assignment in assignments {
                         let lease = self.leases.insert(&assignment);
                         let agent = self.clone();
@@ -346,10 +360,13 @@ impl Agent {
                     }
                 }
                 Err(error) => {
-                    warn!(%error, "acquire failed; retrying");
+                    let delay = backoff.next_delay();
+                    warn!(%error, ?delay, "acquire failed; retrying");
                     tokio::select! {
                         () = shutdown.cancelled() => break,
-                        () = tokio::time::sleep(Duration::from_secs(2)) => {}
+                        () = tokio::time::sleep(delay) => {}
+                        // Heard again: no need to sit out the rest of the back-off.
+                        () = self.control_plane_back.notified() => {}
                     }
                 }
             }
@@ -406,9 +423,18 @@ impl Agent {
 
     async fn heartbeat_loop(self: Arc<Self>, stop: CancellationToken) {
         let mut resync_cache = true;
+        let mut failing: Option<Backoff> = None;
         loop {
             let interval = *lock(&self.heartbeat_interval);
-            if self.heartbeat(&mut resync_cache).await.is_err() {
+            let delay = if self.heartbeat(&mut resync_cache).await.is_ok() {
+                if failing.take().is_some() {
+                    // The control plane hears us again: deliver and ask for work now, not when
+                    // those loops' own back-offs end (the outage grace is one lease long).
+                    self.delivery.wake();
+                    self.control_plane_back.notify_one();
+                }
+                interval
+            } else {
                 // Unreachable: keep rendering, but never past the lease TTL. A fenced chunk is
                 // handed back through the outbox (runner::run_chunk).
                 let fenced = self.leases.fence_expired(*lock(&self.lease_ttl));
@@ -418,10 +444,16 @@ impl Agent {
                         "leases could not be renewed within their TTL; stopped those renders to hand them back"
                     );
                 }
-            }
+                // Jittered, so a farm does not come back in lock-step; capped at the interval,
+                // because a node must speak within the grace the control plane gives it after an
+                // outage, and the fencing check above must keep running.
+                failing
+                    .get_or_insert_with(|| Backoff::new(interval / 8, interval))
+                    .next_delay()
+            };
             tokio::select! {
                 () = stop.cancelled() => return,
-                () = tokio::time::sleep(interval) => {}
+                () = tokio::time::sleep(delay) => {}
             }
         }
     }
