@@ -11,6 +11,7 @@
 //! - `health`: batched health-sample ingestion. `partitions`: monthly partition upkeep.
 //! - `readiness`: one database probe behind `/readyz` and gRPC health.
 //! - `shutdown`: sleeps that give way to shutdown (every periodic task).
+//! - `views`: what ops see (node, chunk, crash, cache entry, partition) as domain values.
 //! - `auth`: bearer tokens. `metrics`: Prometheus. `error`: the crate's error type.
 //! - `db`: repositories (plain SQL), the SQLSTATE classifier and the migration runner.
 //! - `embedded_pg` / `embedded`: the private PostgreSQL used when no database URL is configured.
@@ -35,3 +36,4 @@ pub mod server;
 mod shutdown;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub(crate) mod views;

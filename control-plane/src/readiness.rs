@@ -2,6 +2,8 @@
 //! is not shutting down. One probe loop feeds both `/readyz` and gRPC health
 //! (`grpc.health.v1`), so load balancers and Kubernetes see the same answer from either, and
 //! neither probe ever waits on a database that does not answer: they read the last verdict.
+//! Two failed probes in a row (a refused connection, or no answer within three seconds) make
+//! the replica not ready; one good probe makes it ready again.
 
 use std::{
     sync::{
@@ -28,7 +30,10 @@ pub const SERVICES: [&str; 4] = [
 /// How often the database is checked.
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 /// A database slower than this to answer `SELECT 1` counts as unreachable.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Failed probes in a row before the replica says it is not ready: one slow answer on a busy
+/// machine must not pull it out of a load balancer.
+const FAILURES_BEFORE_NOT_READY: u32 = 2;
 
 /// The shared verdict.
 pub struct Readiness {
@@ -57,6 +62,7 @@ impl Readiness {
 
     /// Checks the database every second until `shutdown`, then reports not serving for good.
     pub async fn run(self: Arc<Self>, pool: PgPool, shutdown: CancellationToken) {
+        let mut failures = 0;
         loop {
             let verdict = match tokio::time::timeout(PROBE_TIMEOUT, sqlx::query("SELECT 1").execute(&pool)).await {
                 Ok(Ok(_)) => Ok(()),
@@ -69,7 +75,10 @@ impl Readiness {
             if shutdown.is_cancelled() {
                 break;
             }
-            self.set(verdict).await;
+            failures = if verdict.is_ok() { 0 } else { failures + 1 };
+            if verdict.is_ok() || failures >= FAILURES_BEFORE_NOT_READY {
+                self.set(verdict).await;
+            }
             if sleep_or_shutdown(PROBE_INTERVAL, &shutdown).await {
                 break;
             }

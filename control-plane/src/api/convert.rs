@@ -4,15 +4,12 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use flatrender_proto::{
-    pb,
-    types::{FrameJobState, NodeState, OperatingSystem},
-};
+use flatrender_proto::pb;
 
 use crate::{
-    db::{frame_job_admin::FrameJobRow, nodes::NodeRow},
     dispatch::Assignment,
     jobs::{AudioSpec, Job, OutputSpec, TemplateSpec},
+    views::{CacheEntryView, CrashView, FrameJobView, NodeView, PartitionView},
 };
 
 /// A timestamp for the wire.
@@ -154,48 +151,89 @@ pub fn assignment(assignment: &Assignment) -> pb::WorkAssignment {
     }
 }
 
-/// A node row for the wire.
-pub(crate) fn node_to_wire(row: &NodeRow) -> pb::Node {
+/// A node for the wire.
+pub(crate) fn node(view: &NodeView) -> pb::Node {
     pb::Node {
-        id: row.id.to_string(),
-        name: row.name.clone(),
-        hostname: row.hostname.clone(),
-        os: OperatingSystem::parse(&row.os).map_or(0, OperatingSystem::to_wire),
-        os_version: row.os_version.clone().unwrap_or_default(),
-        ae_version: row.ae_version.clone().unwrap_or_default(),
-        agent_version: row.agent_version.clone(),
-        cpu_cores: row.cpu_cores,
-        memory_bytes: row.memory_bytes,
-        tags: row.tags.clone(),
-        max_leases: row.max_leases,
-        state: NodeState::parse(&row.state).map_or(0, NodeState::to_wire),
-        state_reason: row.state_reason.clone().unwrap_or_default(),
-        state_changed_at: Some(timestamp(row.state_changed_at)),
-        drain_deadline: timestamp_opt(row.drain_deadline),
-        last_seen_at: timestamp_opt(row.last_seen_at),
-        registered_at: Some(timestamp(row.registered_at)),
-        running_leases: i32::try_from(row.running_leases).unwrap_or(i32::MAX),
+        id: view.id.to_string(),
+        name: view.name.clone(),
+        hostname: view.hostname.clone(),
+        os: view.os.to_wire(),
+        os_version: view.os_version.clone().unwrap_or_default(),
+        ae_version: view.ae_version.clone().unwrap_or_default(),
+        agent_version: view.agent_version.clone(),
+        cpu_cores: view.cpu_cores,
+        memory_bytes: view.memory_bytes,
+        tags: view.tags.clone(),
+        max_leases: view.max_leases,
+        state: view.state.to_wire(),
+        state_reason: view.state_reason.clone().unwrap_or_default(),
+        state_changed_at: Some(timestamp(view.state_changed_at)),
+        drain_deadline: timestamp_opt(view.drain_deadline),
+        last_seen_at: timestamp_opt(view.last_seen_at),
+        registered_at: Some(timestamp(view.registered_at)),
+        running_leases: i32::try_from(view.running_leases).unwrap_or(i32::MAX),
     }
 }
 
-/// A chunk row for the wire.
-pub(crate) fn frame_job_to_wire(row: &FrameJobRow) -> pb::FrameJob {
+/// A chunk for the wire.
+pub(crate) fn frame_job(view: &FrameJobView) -> pb::FrameJob {
     pb::FrameJob {
-        id: row.id.to_string(),
-        job_id: row.job_id.to_string(),
-        tenant_id: row.tenant_id.to_string(),
-        chunk_index: row.chunk_index,
+        id: view.id.to_string(),
+        job_id: view.job_id.to_string(),
+        tenant_id: view.tenant_id.to_string(),
+        chunk_index: view.chunk_index,
         frame_range: Some(pb::FrameRange {
-            start: row.frame_start,
-            end: row.frame_end,
+            start: view.frame_range.start(),
+            end: view.frame_range.end(),
         }),
-        state: FrameJobState::parse(&row.state).map_or(0, FrameJobState::to_wire),
-        attempt: row.attempt,
-        node_id: row.lease_node_id.map(|id| id.to_string()).unwrap_or_default(),
-        lease_expires_at: timestamp_opt(row.lease_expires_at),
-        frames_done: row.frames_done,
-        last_error_class: row.last_error_class.clone().unwrap_or_default(),
-        last_error: row.last_error.clone().unwrap_or_default(),
-        node_name: row.lease_node_name.clone().unwrap_or_default(),
+        state: view.state.to_wire(),
+        attempt: view.attempt,
+        node_id: view.lease_node_id.map(|id| id.to_string()).unwrap_or_default(),
+        lease_expires_at: timestamp_opt(view.lease_expires_at),
+        frames_done: view.frames_done,
+        last_error_class: view.last_error_class.clone().unwrap_or_default(),
+        last_error: view.last_error.clone().unwrap_or_default(),
+        node_name: view.lease_node_name.clone().unwrap_or_default(),
+    }
+}
+
+/// A crash for the wire.
+pub(crate) fn crash(view: CrashView) -> pb::Crash {
+    pb::Crash {
+        id: view.id.to_string(),
+        node_id: view.node_id.to_string(),
+        node_name: view.node_name,
+        job_id: view.job_id.map(|id| id.to_string()).unwrap_or_default(),
+        frame_job_id: view.frame_job_id.map(|id| id.to_string()).unwrap_or_default(),
+        crash_class: view.crash_class.to_wire(),
+        error_class: view.error_class.unwrap_or_default(),
+        exit_code: view.exit_code,
+        log_tail: view.log_tail.unwrap_or_default(),
+        recovery_action: view.recovery_action.to_wire(),
+        occurred_at: Some(timestamp(view.occurred_at)),
+        recovered_at: timestamp_opt(view.recovered_at),
+    }
+}
+
+/// A cache entry for the wire.
+pub(crate) fn cache_entry(view: &CacheEntryView) -> pb::CacheEntryView {
+    pb::CacheEntryView {
+        blake3_hex: view.hash.to_hex(),
+        template_id: view.template_id.map(|id| id.to_string()).unwrap_or_default(),
+        template_version: view.template_version.unwrap_or(0),
+        size_bytes: view.size_bytes,
+        hits: view.hits,
+        last_used_at: Some(timestamp(view.last_used_at)),
+    }
+}
+
+/// A partition for the wire.
+pub(crate) fn partition(view: PartitionView) -> pb::Partition {
+    pb::Partition {
+        parent: view.parent,
+        name: view.name,
+        range_start: timestamp_opt(view.range_start),
+        range_end: timestamp_opt(view.range_end),
+        approximate_rows: view.approximate_rows,
     }
 }

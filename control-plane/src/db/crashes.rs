@@ -6,6 +6,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::DbError;
+use crate::views::CrashView;
 
 /// A crash to record.
 pub(crate) struct NewCrash<'a> {
@@ -52,7 +53,7 @@ pub(crate) async fn mark_recovered(connection: &mut PgConnection, node_id: NodeI
 
 /// A crash as listed.
 #[derive(Debug, sqlx::FromRow)]
-pub(crate) struct CrashRow {
+struct CrashRow {
     pub id: Uuid,
     pub node_id: Uuid,
     pub node_name: String,
@@ -75,7 +76,7 @@ pub(crate) async fn list(
     since: Option<DateTime<Utc>>,
     after: Option<(DateTime<Utc>, Uuid)>,
     limit: i64,
-) -> Result<Vec<CrashRow>, DbError> {
+) -> Result<Vec<CrashView>, DbError> {
     let rows = sqlx::query_as::<_, CrashRow>(
         "SELECT c.id, c.node_id, n.name AS node_name, c.job_id, c.frame_job_id, c.crash_class, c.error_class,
                 c.exit_code, c.log_tail, c.recovery_action, c.occurred_at, c.recovered_at
@@ -93,7 +94,28 @@ pub(crate) async fn list(
     .bind(limit)
     .fetch_all(connection)
     .await?;
-    Ok(rows)
+    rows.into_iter()
+        .map(|row| {
+            Ok(CrashView {
+                id: row.id,
+                node_id: NodeId::from_uuid(row.node_id),
+                node_name: row.node_name,
+                job_id: row.job_id.map(JobId::from_uuid),
+                frame_job_id: row.frame_job_id.map(FrameJobId::from_uuid),
+                crash_class: super::stored(CrashClass::parse(&row.crash_class), "crash class", &row.crash_class)?,
+                error_class: row.error_class,
+                exit_code: row.exit_code,
+                log_tail: row.log_tail,
+                recovery_action: super::stored(
+                    RecoveryAction::parse(&row.recovery_action),
+                    "recovery action",
+                    &row.recovery_action,
+                )?,
+                occurred_at: row.occurred_at,
+                recovered_at: row.recovered_at,
+            })
+        })
+        .collect()
 }
 
 /// Crashes in the last 24 hours.

@@ -1,7 +1,7 @@
 //! Ops views and moves over `render.frame_jobs`: listing by selector and requeueing.
 
 use chrono::{DateTime, Utc};
-use flatrender_proto::types::{FrameJobId, FrameJobState, JobId, NodeId, TenantId};
+use flatrender_proto::types::{FrameJobId, FrameJobState, FrameRange, JobId, NodeId, TenantId};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -9,10 +9,11 @@ use super::{
     DbError,
     frame_jobs::{LeaseSelector, requeue_leases},
 };
+use crate::views::FrameJobView;
 
-/// A chunk as ops see it.
+/// A chunk row as ops see it.
 #[derive(Clone, Debug, sqlx::FromRow)]
-pub(crate) struct FrameJobRow {
+struct FrameJobRow {
     pub id: Uuid,
     pub job_id: Uuid,
     pub tenant_id: Uuid,
@@ -28,6 +29,32 @@ pub(crate) struct FrameJobRow {
     pub last_error: Option<String>,
     /// Name of the node holding the lease.
     pub lease_node_name: Option<String>,
+}
+
+impl TryFrom<FrameJobRow> for FrameJobView {
+    type Error = DbError;
+
+    fn try_from(row: FrameJobRow) -> Result<Self, DbError> {
+        Ok(FrameJobView {
+            id: FrameJobId::from_uuid(row.id),
+            job_id: JobId::from_uuid(row.job_id),
+            tenant_id: TenantId::from_uuid(row.tenant_id),
+            chunk_index: row.chunk_index,
+            frame_range: FrameRange::new(row.frame_start, row.frame_end, "frame_range").map_err(super::corrupt)?,
+            state: super::stored(FrameJobState::parse(&row.state), "chunk state", &row.state)?,
+            attempt: row.attempt,
+            lease_node_id: row.lease_node_id.map(NodeId::from_uuid),
+            lease_node_name: row.lease_node_name,
+            lease_expires_at: row.lease_expires_at,
+            frames_done: row.frames_done,
+            last_error_class: row.last_error_class,
+            last_error: row.last_error,
+        })
+    }
+}
+
+fn views(rows: Vec<FrameJobRow>) -> Result<Vec<FrameJobView>, DbError> {
+    rows.into_iter().map(FrameJobView::try_from).collect()
 }
 
 /// Which chunks ops want to act on (fields combine with AND).
@@ -48,22 +75,20 @@ const SELECT_COLUMNS: &str =
 /// Joined by every chunk query so rows carry the lease holder's name.
 const NODE_JOIN: &str = "LEFT JOIN render.nodes n ON n.id = f.lease_node_id";
 
-/// Chunks matching `selector` in jobs that were not cancelled, at most `limit`; locked when
-/// `for_update`.
+/// Chunks matching `selector` in jobs that were not cancelled, at most `limit` (not locked: a
+/// move locks jobs, then chunks, in id order).
 pub(crate) async fn select(
     connection: &mut PgConnection,
     selector: &FrameSelector,
     limit: i64,
-    for_update: bool,
-) -> Result<Vec<FrameJobRow>, DbError> {
+) -> Result<Vec<FrameJobView>, DbError> {
     let states: Vec<&str> = selector.states.iter().map(FrameJobState::as_str).collect();
-    let lock = if for_update { "FOR UPDATE OF f" } else { "" };
     let rows = sqlx::query_as::<_, FrameJobRow>(&format!(
         "SELECT {SELECT_COLUMNS} FROM render.frame_jobs f JOIN render.render_jobs j ON j.id = f.job_id {NODE_JOIN}
          WHERE ($1::uuid IS NULL OR f.job_id = $1) AND ($2::uuid IS NULL OR f.lease_node_id = $2)
            AND ($3::uuid IS NULL OR f.tenant_id = $3) AND f.state = ANY($4::text[])
            AND ($5::text IS NULL OR f.last_error_class = $5) AND j.status <> 'cancelled'
-         ORDER BY f.job_id, f.chunk_index LIMIT $6 {lock}"
+         ORDER BY f.job_id, f.chunk_index LIMIT $6"
     ))
     .bind(selector.job_id.map(|id| id.as_uuid()))
     .bind(selector.node_id.map(|id| id.as_uuid()))
@@ -73,11 +98,11 @@ pub(crate) async fn select(
     .bind(limit)
     .fetch_all(connection)
     .await?;
-    Ok(rows)
+    views(rows)
 }
 
 /// Chunks currently leased by a node.
-pub(crate) async fn running_on(connection: &mut PgConnection, node_id: NodeId) -> Result<Vec<FrameJobRow>, DbError> {
+pub(crate) async fn running_on(connection: &mut PgConnection, node_id: NodeId) -> Result<Vec<FrameJobView>, DbError> {
     let rows = sqlx::query_as::<_, FrameJobRow>(&format!(
         "SELECT {SELECT_COLUMNS} FROM render.frame_jobs f {NODE_JOIN}
          WHERE f.lease_node_id = $1 AND f.state = 'leased'
@@ -86,7 +111,7 @@ pub(crate) async fn running_on(connection: &mut PgConnection, node_id: NodeId) -
     .bind(node_id.as_uuid())
     .fetch_all(connection)
     .await?;
-    Ok(rows)
+    views(rows)
 }
 
 /// Every chunk of `job_id` in `states` (all states when empty), in chunk order.
@@ -94,7 +119,7 @@ pub(crate) async fn list_for_job(
     connection: &mut PgConnection,
     job_id: JobId,
     states: &[FrameJobState],
-) -> Result<Vec<FrameJobRow>, DbError> {
+) -> Result<Vec<FrameJobView>, DbError> {
     let states: Vec<&str> = states.iter().map(FrameJobState::as_str).collect();
     let rows = sqlx::query_as::<_, FrameJobRow>(&format!(
         "SELECT {SELECT_COLUMNS} FROM render.frame_jobs f {NODE_JOIN}
@@ -105,22 +130,22 @@ pub(crate) async fn list_for_job(
     .bind(states)
     .fetch_all(connection)
     .await?;
-    Ok(rows)
+    views(rows)
 }
 
 /// Puts the given chunks back in the queue: leased ones lose their lease (without using up an
 /// attempt), failed ones start over, and a job that had failed because of them is revived with
 /// its cancelled chunks. Returns how many chunks moved.
-pub(crate) async fn requeue(connection: &mut PgConnection, rows: &[FrameJobRow]) -> Result<u64, DbError> {
-    let leased: Vec<FrameJobId> = rows
+pub(crate) async fn requeue(connection: &mut PgConnection, chunks: &[FrameJobView]) -> Result<u64, DbError> {
+    let leased: Vec<FrameJobId> = chunks
         .iter()
-        .filter(|row| row.state == "leased")
-        .map(|row| FrameJobId::from_uuid(row.id))
+        .filter(|chunk| chunk.state == FrameJobState::Leased)
+        .map(|chunk| chunk.id)
         .collect();
-    let failed: Vec<Uuid> = rows
+    let failed: Vec<Uuid> = chunks
         .iter()
-        .filter(|row| row.state == "failed")
-        .map(|row| row.id)
+        .filter(|chunk| chunk.state == FrameJobState::Failed)
+        .map(|chunk| chunk.id.as_uuid())
         .collect();
     let mut moved = requeue_leases(
         connection,

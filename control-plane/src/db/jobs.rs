@@ -209,6 +209,16 @@ pub(crate) async fn list(connection: &mut PgConnection, filter: &JobFilter) -> R
     rows.into_iter().map(Job::try_from).collect()
 }
 
+/// Locks job rows in id order (the schema's lock order: jobs before chunks, each by id).
+pub(crate) async fn lock_in_order(connection: &mut PgConnection, ids: &[JobId]) -> Result<(), DbError> {
+    let ids: Vec<Uuid> = ids.iter().map(JobId::as_uuid).collect();
+    sqlx::query("SELECT id FROM render.render_jobs WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
+        .bind(ids)
+        .execute(connection)
+        .await?;
+    Ok(())
+}
+
 /// Locks a job row for a state change; returns its tenant and status.
 pub(crate) async fn lock(connection: &mut PgConnection, id: JobId) -> Result<Option<(TenantId, JobStatus)>, DbError> {
     let row: Option<(Uuid, String)> =

@@ -50,3 +50,17 @@ impl From<sqlx::Error> for DbError {
         }
     }
 }
+
+/// A stored text that must parse into a domain value; a decode error names what and the text.
+pub(crate) fn stored<T>(parsed: Option<T>, what: &str, text: &str) -> Result<T, DbError> {
+    parsed.ok_or_else(|| {
+        DbError::Other(sqlx::Error::Decode(
+            format!("unknown {what} {text:?} in the database").into(),
+        ))
+    })
+}
+
+/// A stored value that fails domain validation (it was valid when written).
+pub(crate) fn corrupt(error: impl std::fmt::Display) -> DbError {
+    DbError::Other(sqlx::Error::Decode(format!("stored value: {error}").into()))
+}

@@ -1,15 +1,16 @@
 //! `render.nodes`, `render.node_liveness` and `render.node_template_cache`.
 
 use chrono::{DateTime, Utc};
-use flatrender_proto::types::{ContentHash, NodeId, NodeState};
+use flatrender_proto::types::{ContentHash, NodeId, NodeState, OperatingSystem, TemplateId};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::DbError;
+use crate::views::{CacheEntryView, NodeView};
 
 /// A node row with its liveness and running lease count.
 #[derive(Clone, Debug, sqlx::FromRow)]
-pub(crate) struct NodeRow {
+struct NodeRow {
     pub id: Uuid,
     pub name: String,
     pub hostname: String,
@@ -87,13 +88,40 @@ pub(crate) async fn upsert(connection: &mut PgConnection, registration: &Registr
     Ok(NodeId::from_uuid(id))
 }
 
+impl TryFrom<NodeRow> for NodeView {
+    type Error = DbError;
+
+    fn try_from(row: NodeRow) -> Result<Self, DbError> {
+        Ok(NodeView {
+            id: NodeId::from_uuid(row.id),
+            os: super::stored(OperatingSystem::parse(&row.os), "operating system", &row.os)?,
+            state: super::stored(NodeState::parse(&row.state), "node state", &row.state)?,
+            name: row.name,
+            hostname: row.hostname,
+            os_version: row.os_version,
+            ae_version: row.ae_version,
+            agent_version: row.agent_version,
+            cpu_cores: row.cpu_cores,
+            memory_bytes: row.memory_bytes,
+            tags: row.tags,
+            max_leases: row.max_leases,
+            state_reason: row.state_reason,
+            state_changed_at: row.state_changed_at,
+            drain_deadline: row.drain_deadline,
+            registered_at: row.registered_at,
+            last_seen_at: row.last_seen_at,
+            running_leases: row.running_leases,
+        })
+    }
+}
+
 /// One node.
-pub(crate) async fn get(connection: &mut PgConnection, id: NodeId) -> Result<Option<NodeRow>, DbError> {
+pub(crate) async fn get(connection: &mut PgConnection, id: NodeId) -> Result<Option<NodeView>, DbError> {
     let row = sqlx::query_as::<_, NodeRow>(&format!("{NODE_SELECT} WHERE n.id = $1"))
         .bind(id.as_uuid())
         .fetch_optional(connection)
         .await?;
-    Ok(row)
+    row.map(NodeView::try_from).transpose()
 }
 
 /// Nodes by name, optionally filtered by state, keyset-paginated on name.
@@ -102,7 +130,7 @@ pub(crate) async fn list(
     states: &[NodeState],
     after_name: Option<&str>,
     limit: i64,
-) -> Result<Vec<NodeRow>, DbError> {
+) -> Result<Vec<NodeView>, DbError> {
     let states: Vec<&str> = states.iter().map(NodeState::as_str).collect();
     let rows = sqlx::query_as::<_, NodeRow>(&format!(
         "{NODE_SELECT} WHERE (cardinality($1::text[]) = 0 OR n.state = ANY($1)) AND ($2::text IS NULL OR n.name > $2)
@@ -113,7 +141,7 @@ pub(crate) async fn list(
     .bind(limit)
     .fetch_all(connection)
     .await?;
-    Ok(rows)
+    rows.into_iter().map(NodeView::try_from).collect()
 }
 
 /// The dispatch-relevant facts of every node (refreshed into memory periodically).
@@ -361,7 +389,7 @@ pub(crate) async fn cached_hashes(connection: &mut PgConnection, node_id: NodeId
 
 /// A node's cache inventory rows.
 #[derive(Debug, sqlx::FromRow)]
-pub(crate) struct CacheViewRow {
+struct CacheViewRow {
     pub content_hash: Vec<u8>,
     pub template_id: Option<Uuid>,
     pub template_version: Option<i32>,
@@ -371,7 +399,7 @@ pub(crate) struct CacheViewRow {
 }
 
 /// A node's cache, most recently used first.
-pub(crate) async fn cache_view(connection: &mut PgConnection, node_id: NodeId) -> Result<Vec<CacheViewRow>, DbError> {
+pub(crate) async fn cache_view(connection: &mut PgConnection, node_id: NodeId) -> Result<Vec<CacheEntryView>, DbError> {
     let rows = sqlx::query_as::<_, CacheViewRow>(
         "SELECT content_hash, template_id, template_version, size_bytes, hits, last_used_at
          FROM render.node_template_cache WHERE node_id = $1 ORDER BY last_used_at DESC",
@@ -379,5 +407,16 @@ pub(crate) async fn cache_view(connection: &mut PgConnection, node_id: NodeId) -
     .bind(node_id.as_uuid())
     .fetch_all(connection)
     .await?;
-    Ok(rows)
+    rows.into_iter()
+        .map(|row| {
+            Ok(CacheEntryView {
+                hash: ContentHash::from_slice(&row.content_hash, "content_hash").map_err(super::corrupt)?,
+                template_id: row.template_id.map(TemplateId::from_uuid),
+                template_version: row.template_version,
+                size_bytes: row.size_bytes,
+                hits: row.hits,
+                last_used_at: row.last_used_at,
+            })
+        })
+        .collect()
 }

@@ -5,6 +5,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::PgConnection;
 
 use super::DbError;
+use crate::views::PartitionView;
 
 /// Creates `months` monthly partitions of `parent` from `from_month`; returns how many were new.
 pub(crate) async fn ensure(
@@ -38,7 +39,7 @@ pub(crate) async fn drop_before(
 
 /// A partition with its bounds (none for the default partition).
 #[derive(Debug, sqlx::FromRow)]
-pub(crate) struct PartitionRow {
+struct PartitionRow {
     pub parent: String,
     pub name: String,
     pub range_start: Option<DateTime<Utc>>,
@@ -47,7 +48,7 @@ pub(crate) struct PartitionRow {
 }
 
 /// Partitions of `parent`, in order.
-pub(crate) async fn list(connection: &mut PgConnection, parent: &str) -> Result<Vec<PartitionRow>, DbError> {
+pub(crate) async fn list(connection: &mut PgConnection, parent: &str) -> Result<Vec<PartitionView>, DbError> {
     let rows = sqlx::query_as::<_, PartitionRow>(
         "SELECT $1 AS parent, c.relnamespace::regnamespace::text || '.' || c.relname AS name,
                 (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'FROM \\(''([^'']+)''\\)'))[1]::timestamptz AS range_start,
@@ -60,5 +61,14 @@ pub(crate) async fn list(connection: &mut PgConnection, parent: &str) -> Result<
     .bind(parent)
     .fetch_all(connection)
     .await?;
-    Ok(rows)
+    Ok(rows
+        .into_iter()
+        .map(|row| PartitionView {
+            parent: row.parent,
+            name: row.name,
+            range_start: row.range_start,
+            range_end: row.range_end,
+            approximate_rows: row.approximate_rows,
+        })
+        .collect())
 }

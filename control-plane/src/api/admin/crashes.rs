@@ -49,24 +49,7 @@ pub(super) async fn list_crashes(
     } else {
         String::new()
     };
-    let crashes = rows
-        .into_iter()
-        .map(|row| pb::Crash {
-            id: row.id.to_string(),
-            node_id: row.node_id.to_string(),
-            node_name: row.node_name,
-            job_id: row.job_id.map(|id| id.to_string()).unwrap_or_default(),
-            frame_job_id: row.frame_job_id.map(|id| id.to_string()).unwrap_or_default(),
-            crash_class: CrashClass::parse(&row.crash_class).map_or(0, CrashClass::to_wire),
-            error_class: row.error_class.unwrap_or_default(),
-            exit_code: row.exit_code,
-            log_tail: row.log_tail.unwrap_or_default(),
-            recovery_action: flatrender_proto::types::RecoveryAction::parse(&row.recovery_action)
-                .map_or(0, flatrender_proto::types::RecoveryAction::to_wire),
-            occurred_at: Some(convert::timestamp(row.occurred_at)),
-            recovered_at: convert::timestamp_opt(row.recovered_at),
-        })
-        .collect();
+    let crashes = rows.into_iter().map(convert::crash).collect();
     Ok(pb::ListCrashesResponse {
         crashes,
         next_page_token,
@@ -103,16 +86,7 @@ pub(super) async fn list_partitions(
     let mut connection = state.pool.acquire().await?;
     let rows = db::partitions::list(&mut connection, partitions::HEALTH_LOGS).await?;
     Ok(pb::ListPartitionsResponse {
-        partitions: rows
-            .into_iter()
-            .map(|row| pb::Partition {
-                parent: row.parent,
-                name: row.name,
-                range_start: convert::timestamp_opt(row.range_start),
-                range_end: convert::timestamp_opt(row.range_end),
-                approximate_rows: row.approximate_rows,
-            })
-            .collect(),
+        partitions: rows.into_iter().map(convert::partition).collect(),
     })
 }
 

@@ -2,7 +2,7 @@
 
 use flatrender_proto::{
     pb,
-    types::{FieldError, FrameJobState, JobId, NodeId, TenantId},
+    types::{FieldError, FrameJobId, FrameJobState, JobId, NodeId, TenantId},
 };
 use tonic::Request;
 use tracing::{info, instrument};
@@ -72,13 +72,22 @@ pub(super) async fn requeue_frames(
     };
     let mut transaction = state.pool.begin().await?;
     // One more than the limit tells us the selection is too big to move safely.
-    let rows = db::frame_job_admin::select(&mut transaction, &selector, i64::from(limit) + 1, !message.dry_run).await?;
+    let rows = db::frame_job_admin::select(&mut transaction, &selector, i64::from(limit) + 1).await?;
     if rows.len() > limit as usize {
         return Err(ControlPlaneError::FailedPrecondition(format!(
             "selector matches more than {limit} chunks; narrow it or raise limit"
         )));
     }
     if !message.dry_run && !rows.is_empty() {
+        // Jobs before chunks, each in id order (docs/dispatch.md): the move waits for running
+        // completions instead of deadlocking with them. A chunk whose state changed meanwhile
+        // is moved only if it still can be (the statements re-check the state).
+        let mut job_ids: Vec<JobId> = rows.iter().map(|chunk| chunk.job_id).collect();
+        job_ids.sort_by_key(|id| id.as_uuid());
+        job_ids.dedup();
+        db::jobs::lock_in_order(&mut transaction, &job_ids).await?;
+        let chunk_ids: Vec<FrameJobId> = rows.iter().map(|chunk| chunk.id).collect();
+        db::frame_jobs::lock_chunks(&mut transaction, &chunk_ids).await?;
         let moved = db::frame_job_admin::requeue(&mut transaction, &rows).await?;
         db::frame_jobs::notify_work(&mut transaction).await?;
         transaction.commit().await?;
@@ -86,7 +95,7 @@ pub(super) async fn requeue_frames(
         info!(chunks = rows.len(), moved, "frames requeued by ops");
     }
     Ok(pb::RequeueFramesResponse {
-        frame_jobs: rows.iter().map(convert::frame_job_to_wire).collect(),
+        frame_jobs: rows.iter().map(convert::frame_job).collect(),
         dry_run: message.dry_run,
     })
 }
@@ -110,7 +119,7 @@ pub(super) async fn list_frame_jobs(
     let mut connection = state.pool.acquire().await?;
     let rows = db::frame_job_admin::list_for_job(&mut connection, job_id, &states).await?;
     Ok(pb::ListFrameJobsResponse {
-        frame_jobs: rows.iter().map(convert::frame_job_to_wire).collect(),
+        frame_jobs: rows.iter().map(convert::frame_job).collect(),
     })
 }
 

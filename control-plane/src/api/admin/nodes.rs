@@ -2,7 +2,7 @@
 
 use flatrender_proto::{
     pb,
-    types::{ContentHash, FieldError, NodeId, NodeState},
+    types::{FieldError, NodeId, NodeState},
 };
 use tonic::Request;
 use tracing::instrument;
@@ -20,7 +20,7 @@ async fn node_view(state: &AppState, node_id: NodeId) -> ControlPlaneResult<pb::
     let row = db::nodes::get(&mut connection, node_id)
         .await?
         .ok_or_else(|| ControlPlaneError::NotFound(format!("node {node_id}")))?;
-    Ok(convert::node_to_wire(&row))
+    Ok(convert::node(&row))
 }
 
 async fn transition(
@@ -61,7 +61,7 @@ pub(super) async fn list_nodes(
         String::new()
     };
     Ok(pb::ListNodesResponse {
-        nodes: rows.iter().map(convert::node_to_wire).collect(),
+        nodes: rows.iter().map(convert::node).collect(),
         next_page_token,
     })
 }
@@ -79,20 +79,8 @@ pub(super) async fn get_node(
     let cache = db::nodes::cache_view(&mut connection, node_id).await?;
     Ok(pb::GetNodeResponse {
         node: Some(node),
-        running: running.iter().map(convert::frame_job_to_wire).collect(),
-        cache: cache
-            .iter()
-            .map(|entry| pb::CacheEntryView {
-                blake3_hex: ContentHash::from_slice(&entry.content_hash, "content_hash")
-                    .map(|hash| hash.to_hex())
-                    .unwrap_or_default(),
-                template_id: entry.template_id.map(|id| id.to_string()).unwrap_or_default(),
-                template_version: entry.template_version.unwrap_or(0),
-                size_bytes: entry.size_bytes,
-                hits: entry.hits,
-                last_used_at: Some(convert::timestamp(entry.last_used_at)),
-            })
-            .collect(),
+        running: running.iter().map(convert::frame_job).collect(),
+        cache: cache.iter().map(convert::cache_entry).collect(),
     })
 }
 

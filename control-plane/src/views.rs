@@ -1,0 +1,142 @@
+//! What ops see, as domain values: a node, a chunk, a crash, a cache entry, a partition. The
+//! repositories in `db` read rows and return these (row types stay private to `db`); the API
+//! turns them into protobuf in `api::convert`.
+
+use chrono::{DateTime, Utc};
+use flatrender_proto::types::{
+    ContentHash, CrashClass, FrameJobId, FrameJobState, FrameRange, JobId, NodeId, NodeState, OperatingSystem,
+    RecoveryAction, TemplateId, TenantId,
+};
+
+/// A node with its liveness and running lease count.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeView {
+    /// Id.
+    pub id: NodeId,
+    /// Unique name.
+    pub name: String,
+    /// Host name.
+    pub hostname: String,
+    /// Operating system.
+    pub os: OperatingSystem,
+    /// OS version.
+    pub os_version: Option<String>,
+    /// After Effects version.
+    pub ae_version: Option<String>,
+    /// Agent version.
+    pub agent_version: String,
+    /// CPU cores.
+    pub cpu_cores: i32,
+    /// Memory installed.
+    pub memory_bytes: i64,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Concurrent chunks.
+    pub max_leases: i32,
+    /// State.
+    pub state: NodeState,
+    /// Why it is in that state.
+    pub state_reason: Option<String>,
+    /// When the state last changed.
+    pub state_changed_at: DateTime<Utc>,
+    /// Drain deadline, when draining with one.
+    pub drain_deadline: Option<DateTime<Utc>>,
+    /// First registration.
+    pub registered_at: DateTime<Utc>,
+    /// Last heartbeat written.
+    pub last_seen_at: Option<DateTime<Utc>>,
+    /// Chunks it holds now.
+    pub running_leases: i64,
+}
+
+/// A chunk as ops see it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FrameJobView {
+    /// Id.
+    pub id: FrameJobId,
+    /// Its job.
+    pub job_id: JobId,
+    /// The job's tenant.
+    pub tenant_id: TenantId,
+    /// Position in the job.
+    pub chunk_index: i32,
+    /// Frames.
+    pub frame_range: FrameRange,
+    /// State.
+    pub state: FrameJobState,
+    /// Leases so far.
+    pub attempt: i32,
+    /// Lease holder.
+    pub lease_node_id: Option<NodeId>,
+    /// Lease holder's name.
+    pub lease_node_name: Option<String>,
+    /// When the lease lapses.
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// Frames done in the current lease.
+    pub frames_done: i32,
+    /// Last failure's class.
+    pub last_error_class: Option<String>,
+    /// Last failure's message.
+    pub last_error: Option<String>,
+}
+
+/// A recorded crash.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CrashView {
+    /// Id (pagination cursor with `occurred_at`).
+    pub id: uuid::Uuid,
+    /// The node.
+    pub node_id: NodeId,
+    /// Its name.
+    pub node_name: String,
+    /// The job, if any.
+    pub job_id: Option<JobId>,
+    /// The chunk, if any.
+    pub frame_job_id: Option<FrameJobId>,
+    /// Class.
+    pub crash_class: CrashClass,
+    /// The log parser's class.
+    pub error_class: Option<String>,
+    /// aerender's exit code.
+    pub exit_code: Option<i32>,
+    /// Last lines of the log.
+    pub log_tail: Option<String>,
+    /// What was done about it.
+    pub recovery_action: RecoveryAction,
+    /// When.
+    pub occurred_at: DateTime<Utc>,
+    /// When the node rendered again (or was re-admitted).
+    pub recovered_at: Option<DateTime<Utc>>,
+}
+
+/// A template in a node's cache.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CacheEntryView {
+    /// Content hash.
+    pub hash: ContentHash,
+    /// Template, when known.
+    pub template_id: Option<TemplateId>,
+    /// Template version, when known.
+    pub template_version: Option<i32>,
+    /// Size on disk.
+    pub size_bytes: i64,
+    /// Lookups that found it.
+    pub hits: i64,
+    /// Last use.
+    pub last_used_at: DateTime<Utc>,
+}
+
+/// A partition of a partitioned table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PartitionView {
+    /// Parent table.
+    pub parent: String,
+    /// Partition table.
+    pub name: String,
+    /// Range start (none for the default partition).
+    pub range_start: Option<DateTime<Utc>>,
+    /// Range end.
+    pub range_end: Option<DateTime<Utc>>,
+    /// Planner estimate of rows.
+    pub approximate_rows: i64,
+}
