@@ -6,8 +6,10 @@
 //!   messages, and tonic clients and servers for `RenderService`, `NodeService`, `AdminService`.
 //! - `types`: validated domain ids and values (`TenantId`, `FrameRange`, `LeaseToken`, ...).
 //! - `convert`: protobuf ⇄ domain conversions; errors name the offending field.
+//! - `client`: the gRPC endpoint a client of the control plane connects to (TLS trusting one CA).
 //! - `layered_config`: defaults → TOML → environment → overrides, shared by both binaries.
 
+pub mod client;
 pub mod convert;
 pub mod layered_config;
 pub mod types;
