@@ -17,7 +17,7 @@ scripts/check-platforms.sh
 # frctl must build on an ops laptop without the server: none of the server's crates may reach it.
 echo "== frctl without the server's crates" >&2
 frctl_tree=$(cargo tree -p frctl -e normal --locked --prefix none)
-if server_crates=$(grep -E '^(sqlx[a-z-]*|flatrender-control-plane) ' <<<"$frctl_tree"); then
+if server_crates=$(grep -E '^(sqlx[a-z-]*|axum[a-z-]*|flatrender-control-plane) ' <<<"$frctl_tree"); then
   echo "FAIL: frctl depends on server crates:" >&2
   printf '%s\n' "$server_crates" | sort -u >&2
   exit 1
