@@ -17,8 +17,8 @@ use tracing::{debug, warn};
 
 use crate::{
     db::tokens,
-    dispatch::sleep_or_shutdown,
     error::{ControlPlaneError, ControlPlaneResult},
+    shutdown::sleep_or_shutdown,
 };
 
 /// Which tenants a caller may act for.

@@ -7,7 +7,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use flatrender_proto::layered_config::{LayeredConfigError, load_layered};
+use flatrender_layered_config::{LayeredConfigError, load_layered};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 

@@ -21,9 +21,10 @@ use crate::{
     config::DispatchConfig,
     db::{self, DbError, frame_jobs::ClaimedRow},
     error::ControlPlaneResult,
-    jobs::{OutputSpec, TemplateSpec},
+    jobs::model::{OutputSpec, TemplateSpec},
     metrics::Metrics,
     nodes::NodeRegistry,
+    shutdown::sleep_or_shutdown,
 };
 
 /// Pending chunks looked at per tenant when choosing (cache affinity reorders within this window).
@@ -293,13 +294,5 @@ impl Dispatcher {
                 }
             }
         }
-    }
-}
-
-/// Sleeps unless shutdown comes first; true when shutting down.
-pub(crate) async fn sleep_or_shutdown(duration: Duration, shutdown: &CancellationToken) -> bool {
-    tokio::select! {
-        () = shutdown.cancelled() => true,
-        () = tokio::time::sleep(duration) => false,
     }
 }

@@ -17,10 +17,11 @@ use crate::{
         self, DbError,
         frame_jobs::{Completion, CompletionVerdict, LeaseClaim, LeaseSelector, RequeuedRow},
     },
-    dispatch::{Dispatcher, sleep_or_shutdown},
+    dispatch::Dispatcher,
     error::{ControlPlaneError, ControlPlaneResult},
     metrics::Metrics,
     nodes::NodeRegistry,
+    shutdown::sleep_or_shutdown,
 };
 
 /// Expired leases handled per reaper pass.

@@ -10,26 +10,28 @@
 //! - `nodes`: registration, node state machine, coalesced liveness.
 //! - `health`: batched health-sample ingestion. `partitions`: monthly partition upkeep.
 //! - `readiness`: one database probe behind `/readyz` and gRPC health.
+//! - `shutdown`: sleeps that give way to shutdown (every periodic task).
 //! - `auth`: bearer tokens. `metrics`: Prometheus. `error`: the crate's error type.
 //! - `db`: repositories (plain SQL), the SQLSTATE classifier and the migration runner.
 //! - `embedded_pg` / `embedded`: the private PostgreSQL used when no database URL is configured.
 //! - `testing` (tests and the `testing` feature): `TestDb`, a migrated database per test.
 
-pub mod api;
+pub(crate) mod api;
 pub mod auth;
 pub mod config;
 pub mod db;
-pub mod dispatch;
-pub mod embedded;
+pub(crate) mod dispatch;
+pub(crate) mod embedded;
 pub mod embedded_pg;
 pub mod error;
-pub mod health;
-pub mod jobs;
-pub mod leases;
-pub mod metrics;
-pub mod nodes;
-pub mod partitions;
+pub(crate) mod health;
+pub(crate) mod jobs;
+pub(crate) mod leases;
+pub(crate) mod metrics;
+pub(crate) mod nodes;
+pub(crate) mod partitions;
 pub mod readiness;
 pub mod server;
+mod shutdown;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -16,7 +16,7 @@ use tracing::warn;
 
 use crate::{
     db::{self, frame_jobs::CompletionVerdict, health_logs::HealthSampleRow},
-    dispatch::sleep_or_shutdown,
+    shutdown::sleep_or_shutdown,
 };
 
 const GAUGE_REFRESH: Duration = Duration::from_secs(5);

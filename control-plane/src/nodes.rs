@@ -20,8 +20,8 @@ use tracing::{info, warn};
 
 use crate::{
     db::{self, DbError, frame_jobs::LeaseSelector},
-    dispatch::sleep_or_shutdown,
     error::{ControlPlaneError, ControlPlaneResult},
+    shutdown::sleep_or_shutdown,
 };
 
 const FACTS_REFRESH: Duration = Duration::from_secs(1);

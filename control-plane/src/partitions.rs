@@ -9,7 +9,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::{config::PartitionsConfig, db, dispatch::sleep_or_shutdown, error::ControlPlaneResult};
+use crate::{config::PartitionsConfig, db, error::ControlPlaneResult, shutdown::sleep_or_shutdown};
 
 /// The partitioned tables the control plane owns.
 pub const HEALTH_LOGS: &str = "render.node_health_logs";

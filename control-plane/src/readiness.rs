@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tonic_health::{ServingStatus, server::HealthReporter};
 use tracing::{info, warn};
 
-use crate::dispatch::sleep_or_shutdown;
+use crate::shutdown::sleep_or_shutdown;
 
 /// The gRPC services whose health follows readiness ("" is the server as a whole).
 pub const SERVICES: [&str; 4] = [

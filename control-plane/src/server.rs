@@ -14,7 +14,7 @@ use tonic::transport::{Identity, Server, ServerTlsConfig, server::TcpIncoming};
 use tracing::{info, warn};
 
 use crate::{
-    api::{AppState, admin_service::AdminApi, node_service::NodeApi, render_service::RenderApi},
+    api::{AppState, admin::AdminApi, node::NodeApi, render::RenderApi},
     auth::Authenticator,
     config::Config,
     dispatch::Dispatcher,

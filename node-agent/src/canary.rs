@@ -257,19 +257,11 @@ pub fn png_size(path: &Path) -> Option<(u32, u32)> {
 
 /// How long to wait before the next probe after `num_failed` failed ones: `base` doubled per
 /// failure, at most `cap`, then "equal jitter" (a uniform point in its upper half, `jitter` in
-/// 0..=1) so a farm of nodes quarantined together does not probe in lockstep.
+/// 0..=1, e.g. [`crate::retry::random_unit`]) so a farm of nodes quarantined together does not probe in lockstep.
 pub fn probe_delay(base: Duration, cap: Duration, num_failed: u32, jitter: f64) -> Duration {
     let doubled = base.saturating_mul(2_u32.saturating_pow(num_failed.min(31)));
     let ceiling = doubled.min(cap);
     ceiling.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
-}
-
-/// A jitter value in 0..1 (from a random UUID: no extra dependency for this). The low 53 bits
-/// of a v4 UUID are random (its fixed version and variant bits are above them).
-pub fn random_jitter() -> f64 {
-    const MANTISSA_BITS: u32 = 53;
-    let random_bits = (uuid::Uuid::new_v4().as_u128() as u64) & ((1_u64 << MANTISSA_BITS) - 1);
-    random_bits as f64 / (1_u64 << MANTISSA_BITS) as f64
 }
 
 #[cfg(test)]

@@ -1,10 +1,10 @@
 //! The agent's configuration: defaults → TOML file → `FLATRENDER_AGENT_*` environment →
 //! `--set section.key=value`, then one validation pass naming the bad key (the same layering as
-//! the control plane, `flatrender_proto::layered_config`).
+//! the control plane, `flatrender_layered_config`).
 
 use std::{path::PathBuf, time::Duration};
 
-use flatrender_proto::layered_config::{LayeredConfigError, load_layered};
+use flatrender_layered_config::{LayeredConfigError, load_layered};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 

@@ -1,11 +1,14 @@
 //! Delivers what waits in the outbox: completions and failures first, then buffered health
 //! samples, acknowledging each item once the control plane has answered it. Redelivery is safe:
 //! a completion already recorded answers `DUPLICATE`, and a report for a lease that is gone
-//! answers `STALE_LEASE`/`FAILED_PRECONDITION`; both are final, so the item is dropped.
+//! answers `STALE_LEASE`/`FAILED_PRECONDITION`; both are final, so the item is dropped. While
+//! the control plane is unreachable, passes back off (`retry`); a heartbeat that gets through
+//! again wakes the loop at once.
 
 use std::{sync::Arc, time::Duration};
 
 use flatrender_proto::pb;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -13,10 +16,14 @@ use crate::{
     client::{ClientError, ControlPlaneClient},
     metrics::AgentMetrics,
     outbox::{Outbox, OutboxItem},
+    retry::Backoff,
 };
 
 const HEALTH_BATCH: usize = 500;
 const POLL: Duration = Duration::from_secs(1);
+/// Back-off of passes that found the control plane unreachable.
+const RETRY_BASE: Duration = Duration::from_secs(1);
+const RETRY_CAP: Duration = Duration::from_secs(30);
 
 /// Delivers the outbox; one delivery pass at a time, so no item is sent twice concurrently.
 pub struct Delivery {
@@ -24,6 +31,18 @@ pub struct Delivery {
     outbox: Arc<Outbox>,
     metrics: Arc<AgentMetrics>,
     pass: tokio::sync::Mutex<()>,
+    wake: Notify,
+}
+
+/// How a delivery pass ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pass {
+    /// Nothing left.
+    Empty,
+    /// Items wait for an answer that came back (refused health batches).
+    Pending,
+    /// The control plane could not be reached; items wait.
+    Unreachable,
 }
 
 impl Delivery {
@@ -34,28 +53,46 @@ impl Delivery {
             outbox,
             metrics,
             pass: tokio::sync::Mutex::new(()),
+            wake: Notify::new(),
         }
     }
 
     /// Delivers in the background until `stop`.
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+        let mut backoff = Backoff::new(RETRY_BASE, RETRY_CAP);
         loop {
-            self.deliver_pending().await;
+            let delay = match self.pass().await {
+                Pass::Unreachable => backoff.next_delay(),
+                Pass::Empty | Pass::Pending => {
+                    backoff.reset();
+                    POLL
+                }
+            };
             tokio::select! {
                 () = stop.cancelled() => return,
-                () = tokio::time::sleep(POLL) => {}
+                () = tokio::time::sleep(delay) => {}
+                () = self.wake.notified() => {}
             }
         }
     }
 
     /// Tries to deliver everything pending once; returns true when the outbox is empty.
     pub async fn deliver_pending(&self) -> bool {
+        self.pass().await == Pass::Empty
+    }
+
+    /// Starts a pass now (the control plane is reachable again).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    async fn pass(&self) -> Pass {
         let _pass = self.pass.lock().await;
         deliver(&self.client, &self.outbox, &self.metrics).await
     }
 }
 
-async fn deliver(client: &ControlPlaneClient, outbox: &Outbox, metrics: &AgentMetrics) -> bool {
+async fn deliver(client: &ControlPlaneClient, outbox: &Outbox, metrics: &AgentMetrics) -> Pass {
     for (id, item) in outbox.pending_results() {
         let delivered = match &item {
             OutboxItem::Completion(completion) => {
@@ -73,15 +110,21 @@ async fn deliver(client: &ControlPlaneClient, outbox: &Outbox, metrics: &AgentMe
             OutboxItem::Health(_) => Ok(()),
         };
         match delivered {
-            Ok(()) => ack(outbox, id),
+            Ok(()) => ack(outbox, id).await,
             Err(ClientError::Unreachable(_)) => {
                 metrics.set_outbox_pending(outbox.len());
-                return false;
+                return Pass::Unreachable;
             }
-            // An answer that will never change (stale lease, invalid): drop the item.
+            // The lease was given away meanwhile (after a self-fence in a real partition, or an
+            // expiry): the chunk is someone else's now, and the report is final.
+            Err(error) if error.is_lost_lease() => {
+                info!(%error, "a queued report names a lease that is no longer ours; dropping it");
+                ack(outbox, id).await;
+            }
+            // An answer that will never change (invalid): drop the item.
             Err(error) => {
                 warn!(%error, "control plane refused a queued report; dropping it");
-                ack(outbox, id);
+                ack(outbox, id).await;
             }
         }
     }
@@ -97,24 +140,27 @@ async fn deliver(client: &ControlPlaneClient, outbox: &Outbox, metrics: &AgentMe
         match client.heartbeat(request).await {
             Ok(_) => {
                 for (id, _) in batch {
-                    ack(outbox, id);
+                    ack(outbox, id).await;
                 }
             }
-            Err(ClientError::Unreachable(_)) => break,
+            Err(ClientError::Unreachable(_)) => {
+                metrics.set_outbox_pending(outbox.len());
+                return Pass::Unreachable;
+            }
             Err(error) => {
                 warn!(%error, "control plane refused buffered health samples; dropping them");
                 for (id, _) in batch {
-                    ack(outbox, id);
+                    ack(outbox, id).await;
                 }
             }
         }
     }
     metrics.set_outbox_pending(outbox.len());
-    outbox.is_empty()
+    if outbox.is_empty() { Pass::Empty } else { Pass::Pending }
 }
 
-fn ack(outbox: &Outbox, id: crate::outbox::ItemId) {
-    if let Err(error) = outbox.ack(id) {
+async fn ack(outbox: &Outbox, id: crate::outbox::ItemId) {
+    if let Err(error) = outbox.ack(id).await {
         warn!(%error, "cannot remove a delivered item from the outbox");
     }
 }

@@ -1,6 +1,7 @@
 //! The leases this agent holds right now: what heartbeats renew, what cancel commands reach, and
 //! the self-fencing clock (a chunk whose lease could not be renewed within the TTL is stopped,
-//! because the control plane has given it to someone else by then).
+//! because the control plane may have given it to someone else by then; it is handed back, with
+//! its verified frames, once the control plane can be reached).
 
 use std::{
     collections::HashMap,

@@ -3,6 +3,7 @@
 //! Layout, one module per concern:
 //! - `service`: the run loop (register, heartbeat, take work, render, report) and quarantine.
 //! - `client`: the control-plane client with endpoint fail-over. `delivery`: the outbox drain.
+//!   `retry`: capped exponential back-off with full jitter for every retry of the control plane.
 //! - `runner`: one leased chunk end to end, under watchdogs. `leases`: leases held, self-fencing.
 //! - `supervisor`: finding aerender, its command line, the process tree and its output.
 //! - `aerender_log`: the pure parser of aerender output. `recovery`: verdicts and policy.
@@ -28,6 +29,7 @@ pub mod outbox;
 pub mod probe;
 pub mod recovery;
 pub mod render_logs;
+pub(crate) mod retry;
 pub mod runner;
 pub mod service;
 pub mod supervisor;

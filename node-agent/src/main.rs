@@ -253,10 +253,18 @@ fn parse_log_command(file: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-#[allow(
-    clippy::print_stdout,
-    reason = "these commands' output is their contract (JSON, doctor's report)"
-)]
+/// Writes one line of a command's output (JSON, doctor's report) to stdout. A reader that went
+/// away (`node-agent parse-log FILE | head`) ends the program quietly, as Unix tools do, instead
+/// of the panic `println!` gives; any other write error is reported.
 fn print_line(text: &str) {
-    println!("{text}");
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(error) => {
+            eprintln!("node-agent: cannot write to stdout: {error}");
+            std::process::exit(1);
+        }
+    }
 }

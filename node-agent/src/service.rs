@@ -37,6 +37,7 @@ use crate::{
     metrics::AgentMetrics,
     outbox::{ChunkFailure, Outbox, OutboxItem, OutboxLimits},
     recovery::CrashLoopDetector,
+    retry::Backoff,
     runner::{self, ChunkContext, ChunkOutcome},
     supervisor,
 };
@@ -45,6 +46,12 @@ mod quarantine;
 
 /// How long a stopping agent still waits for an acquire already in flight.
 const HANDBACK_WAIT: Duration = Duration::from_secs(3);
+/// Back-off of registration retries (the control plane unreachable at start-up).
+const REGISTER_RETRY_BASE: Duration = Duration::from_secs(1);
+const REGISTER_RETRY_CAP: Duration = Duration::from_secs(60);
+/// Back-off of failed acquires; a heartbeat that gets through again cuts it short.
+const ACQUIRE_RETRY_BASE: Duration = Duration::from_millis(500);
+const ACQUIRE_RETRY_CAP: Duration = Duration::from_secs(30);
 
 /// Prefix of the process tags of every aerender this agent starts (swept at start-up). It names
 /// the node and its state folder: agents sharing a machine never sweep each other's renders, even
@@ -89,6 +96,8 @@ pub struct Agent {
     heartbeat_interval: Mutex<Duration>,
     lease_ttl: Mutex<Duration>,
     chunk_finished: Notify,
+    /// Wakes the work loop out of its retry back-off when a heartbeat gets through again.
+    control_plane_back: Notify,
     health: Mutex<Vec<HealthSample>>,
     cache_errors: AtomicU32,
 }
@@ -121,13 +130,16 @@ impl Agent {
         .await?;
         let cache_metrics = metrics.clone();
         cache.observe_stats(move |stats| cache_metrics.observe_cache(stats));
-        let outbox = Arc::new(Outbox::open(
-            config.node.state_dir.join("outbox"),
-            OutboxLimits {
-                max_health_samples: config.outbox.max_health_samples,
-                max_bytes: config.outbox.max_bytes,
-            },
-        )?);
+        let outbox = Arc::new(
+            Outbox::open(
+                config.node.state_dir.join("outbox"),
+                OutboxLimits {
+                    max_health_samples: config.outbox.max_health_samples,
+                    max_bytes: config.outbox.max_bytes,
+                },
+            )
+            .await?,
+        );
         let ca_pem = if config.control_plane.ca_cert.as_os_str().is_empty() {
             None
         } else {
@@ -172,6 +184,7 @@ impl Agent {
             heartbeat_interval: Mutex::new(Duration::from_secs(10)),
             lease_ttl: Mutex::new(Duration::from_secs(60)),
             chunk_finished: Notify::new(),
+            control_plane_back: Notify::new(),
             health: Mutex::new(Vec::new()),
             cache_errors: AtomicU32::new(0),
         });
@@ -211,13 +224,15 @@ impl Agent {
             tags: self.config.node.tags.clone(),
             max_leases: self.config.node.max_leases,
         };
+        let mut backoff = Backoff::new(REGISTER_RETRY_BASE, REGISTER_RETRY_CAP);
         let response = loop {
             match self.client.register(request.clone()).await {
                 Ok(response) => break response,
                 Err(error) if error.code().is_some() => anyhow::bail!("registration refused: {error}"),
                 Err(error) => {
-                    warn!(%error, "control plane unreachable; retrying registration in 5 s");
-                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    let delay = backoff.next_delay();
+                    warn!(%error, ?delay, "control plane unreachable; retrying registration");
+                    tokio::time::sleep(delay).await;
                 }
             }
         };
@@ -294,6 +309,7 @@ impl Agent {
 
     async fn work_loop(self: Arc<Self>, shutdown: CancellationToken) {
         let mut running = JoinSet::new();
+        let mut backoff = Backoff::new(ACQUIRE_RETRY_BASE, ACQUIRE_RETRY_CAP);
         loop {
             while running.try_join_next().is_some() {}
             let free = usize::try_from(self.config.node.max_leases)
@@ -319,13 +335,14 @@ impl Agent {
                     // A claim may already be on its way back: take it (briefly) and hand it back
                     // rather than leave the chunk leased to nobody until its lease expires.
                     if let Ok(Ok(assignments)) = tokio::time::timeout(HANDBACK_WAIT, &mut acquire).await {
-                        self.hand_back(&assignments);
+                        self.hand_back(&assignments).await;
                     }
                     break;
                 }
             };
             match acquired {
                 Ok(assignments) => {
+                    backoff.reset();
                     for assignment in assignments {
                         let lease = self.leases.insert(&assignment);
                         let agent = self.clone();
@@ -343,10 +360,13 @@ impl Agent {
                     }
                 }
                 Err(error) => {
-                    warn!(%error, "acquire failed; retrying");
+                    let delay = backoff.next_delay();
+                    warn!(%error, ?delay, "acquire failed; retrying");
                     tokio::select! {
                         () = shutdown.cancelled() => break,
-                        () = tokio::time::sleep(Duration::from_secs(2)) => {}
+                        () = tokio::time::sleep(delay) => {}
+                        // Heard again: no need to sit out the rest of the back-off.
+                        () = self.control_plane_back.notified() => {}
                     }
                 }
             }
@@ -356,7 +376,7 @@ impl Agent {
     }
 
     /// Returns assignments the agent will not render (it is stopping): a hand-back costs no attempt.
-    fn hand_back(&self, assignments: &[pb::WorkAssignment]) {
+    async fn hand_back(&self, assignments: &[pb::WorkAssignment]) {
         for assignment in assignments {
             info!(frame_job_id = %assignment.frame_job_id, "handing back a chunk acquired while stopping");
             let item = OutboxItem::Failure(ChunkFailure {
@@ -367,7 +387,7 @@ impl Agent {
                 recovery_action: RecoveryAction::Requeue.to_wire(),
                 ..ChunkFailure::default()
             });
-            if let Err(error) = self.chunk.outbox.push(item) {
+            if let Err(error) = self.chunk.outbox.push(item).await {
                 warn!(%error, "could not queue the hand-back; the lease will expire instead");
             }
         }
@@ -403,21 +423,37 @@ impl Agent {
 
     async fn heartbeat_loop(self: Arc<Self>, stop: CancellationToken) {
         let mut resync_cache = true;
+        let mut failing: Option<Backoff> = None;
         loop {
             let interval = *lock(&self.heartbeat_interval);
-            if self.heartbeat(&mut resync_cache).await.is_err() {
-                // Unreachable: keep rendering, but never past the lease TTL.
+            let delay = if self.heartbeat(&mut resync_cache).await.is_ok() {
+                if failing.take().is_some() {
+                    // The control plane hears us again: deliver and ask for work now, not when
+                    // those loops' own back-offs end (the outage grace is one lease long).
+                    self.delivery.wake();
+                    self.control_plane_back.notify_one();
+                }
+                interval
+            } else {
+                // Unreachable: keep rendering, but never past the lease TTL. A fenced chunk is
+                // handed back through the outbox (runner::run_chunk).
                 let fenced = self.leases.fence_expired(*lock(&self.lease_ttl));
                 if !fenced.is_empty() {
                     warn!(
                         ?fenced,
-                        "leases could not be renewed within their TTL; stopped those renders"
+                        "leases could not be renewed within their TTL; stopped those renders to hand them back"
                     );
                 }
-            }
+                // Jittered, so a farm does not come back in lock-step; capped at the interval,
+                // because a node must speak within the grace the control plane gives it after an
+                // outage, and the fencing check above must keep running.
+                failing
+                    .get_or_insert_with(|| Backoff::new(interval / 8, interval))
+                    .next_delay()
+            };
             tokio::select! {
                 () = stop.cancelled() => return,
-                () = tokio::time::sleep(interval) => {}
+                () = tokio::time::sleep(delay) => {}
             }
         }
     }
@@ -484,7 +520,7 @@ impl Agent {
                     self.probe_succeeded.store(true, Ordering::Relaxed);
                 }
                 warn!(%error, "heartbeat failed");
-                self.keep_health(health);
+                self.keep_health(health).await;
                 if error.code() == Some(tonic::Code::Unauthenticated) {
                     warn!("node token refused; registering again");
                     let _ = std::fs::remove_file(self.credential_path());
@@ -530,9 +566,9 @@ impl Agent {
     }
 
     /// Samples the control plane could not take yet go to the durable outbox.
-    fn keep_health(&self, samples: Vec<HealthSample>) {
+    async fn keep_health(&self, samples: Vec<HealthSample>) {
         for sample in samples {
-            if let Err(error) = self.chunk.outbox.push(OutboxItem::Health(sample)) {
+            if let Err(error) = self.chunk.outbox.push(OutboxItem::Health(sample)).await {
                 warn!(%error, "health sample dropped");
             }
         }
@@ -552,7 +588,7 @@ impl Agent {
                 let excess = pending.len().saturating_sub(500);
                 pending.drain(..excess).collect()
             };
-            self.keep_health(overflow);
+            self.keep_health(overflow).await;
             tokio::select! {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(Duration::from_secs(self.config.health.interval_seconds)) => {}

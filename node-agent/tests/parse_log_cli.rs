@@ -69,3 +69,24 @@ fn parse_log_exits_two_on_an_unreadable_file() {
     assert!(output.stdout.is_empty());
     assert!(String::from_utf8_lossy(&output.stderr).contains("no-such-log.log"));
 }
+
+/// Output into a pipe whose reader is gone (`node-agent parse-log FILE | head` once `head` has
+/// quit) ends quietly: exit 0, nothing on stderr. `println!` panicked with "Broken pipe" here.
+#[test]
+fn parse_log_ends_quietly_on_a_closed_stdout() {
+    let (reader, writer) = nix::unistd::pipe().expect("pipe");
+    // Closed before the agent starts: its first write meets a pipe with no reader, every time.
+    drop(reader);
+    let output = Command::new(env!("CARGO_BIN_EXE_node-agent"))
+        .args([
+            "parse-log",
+            &format!("{FIXTURES}/04-error-win-cc2015-missing-fonts-no-comp.log"),
+        ])
+        .stdout(std::process::Stdio::from(writer))
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("node-agent runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "stderr: {stderr}");
+    assert!(stderr.is_empty(), "quiet: {stderr}");
+}

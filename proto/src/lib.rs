@@ -7,11 +7,9 @@
 //! - `types`: validated domain ids and values (`TenantId`, `FrameRange`, `LeaseToken`, ...).
 //! - `convert`: protobuf ⇄ domain conversions; errors name the offending field.
 //! - `client`: the gRPC endpoint a client of the control plane connects to (TLS trusting one CA).
-//! - `layered_config`: defaults → TOML → environment → overrides, shared by both binaries.
 
 pub mod client;
 pub mod convert;
-pub mod layered_config;
 pub mod types;
 
 /// Generated protobuf messages and gRPC stubs. Use with the `pb::` prefix; never glob-import.

@@ -4,9 +4,13 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use flatrender_proto::pb;
+use flatrender_proto::{
+    pb,
+    types::{FrameJobState, NodeState, OperatingSystem},
+};
 
 use crate::{
+    db::{frame_job_admin::FrameJobRow, nodes::NodeRow},
     dispatch::Assignment,
     jobs::{AudioSpec, Job, OutputSpec, TemplateSpec},
 };
@@ -147,5 +151,51 @@ pub fn assignment(assignment: &Assignment) -> pb::WorkAssignment {
         output: Some(output(&assignment.output)),
         frames_already_written: assignment.frames_already_written.clone(),
         attempt: assignment.attempt,
+    }
+}
+
+/// A node row for the wire.
+pub(crate) fn node_to_wire(row: &NodeRow) -> pb::Node {
+    pb::Node {
+        id: row.id.to_string(),
+        name: row.name.clone(),
+        hostname: row.hostname.clone(),
+        os: OperatingSystem::parse(&row.os).map_or(0, OperatingSystem::to_wire),
+        os_version: row.os_version.clone().unwrap_or_default(),
+        ae_version: row.ae_version.clone().unwrap_or_default(),
+        agent_version: row.agent_version.clone(),
+        cpu_cores: row.cpu_cores,
+        memory_bytes: row.memory_bytes,
+        tags: row.tags.clone(),
+        max_leases: row.max_leases,
+        state: NodeState::parse(&row.state).map_or(0, NodeState::to_wire),
+        state_reason: row.state_reason.clone().unwrap_or_default(),
+        state_changed_at: Some(timestamp(row.state_changed_at)),
+        drain_deadline: timestamp_opt(row.drain_deadline),
+        last_seen_at: timestamp_opt(row.last_seen_at),
+        registered_at: Some(timestamp(row.registered_at)),
+        running_leases: i32::try_from(row.running_leases).unwrap_or(i32::MAX),
+    }
+}
+
+/// A chunk row for the wire.
+pub(crate) fn frame_job_to_wire(row: &FrameJobRow) -> pb::FrameJob {
+    pb::FrameJob {
+        id: row.id.to_string(),
+        job_id: row.job_id.to_string(),
+        tenant_id: row.tenant_id.to_string(),
+        chunk_index: row.chunk_index,
+        frame_range: Some(pb::FrameRange {
+            start: row.frame_start,
+            end: row.frame_end,
+        }),
+        state: FrameJobState::parse(&row.state).map_or(0, FrameJobState::to_wire),
+        attempt: row.attempt,
+        node_id: row.lease_node_id.map(|id| id.to_string()).unwrap_or_default(),
+        lease_expires_at: timestamp_opt(row.lease_expires_at),
+        frames_done: row.frames_done,
+        last_error_class: row.last_error_class.clone().unwrap_or_default(),
+        last_error: row.last_error.clone().unwrap_or_default(),
+        node_name: row.lease_node_name.clone().unwrap_or_default(),
     }
 }

@@ -1,18 +1,18 @@
 //! The gRPC edge: authenticate, validate and convert requests into domain calls, convert results
 //! back. Domain code never sees protobuf.
 //!
-//! - `render_service`: backends submit and follow jobs.
-//! - `node_service`: agents register, heartbeat, take and report work.
-//! - `admin_service`: ops.
+//! - `render`: backends submit and follow jobs.
+//! - `node`: agents register, heartbeat, take and report work.
+//! - `admin`: ops (one file per area).
 //! - `status`: the one `ControlPlaneError` → `tonic::Status` mapping.
 //! - `convert`: domain → protobuf.
 //! - `oversize`: over-size requests answer `RESOURCE_EXHAUSTED`.
 
-pub mod admin_service;
+pub mod admin;
 pub mod convert;
-pub mod node_service;
+pub mod node;
 pub mod oversize;
-pub mod render_service;
+pub mod render;
 pub mod status;
 
 use std::sync::Arc;
@@ -65,6 +65,11 @@ impl AppState {
         principal.require(allowed)?;
         Ok(principal)
     }
+}
+
+/// The one place a handler's result becomes a gRPC answer (errors map through `status`).
+pub(crate) fn respond<T>(result: ControlPlaneResult<T>) -> Result<tonic::Response<T>, tonic::Status> {
+    result.map(tonic::Response::new).map_err(tonic::Status::from)
 }
 
 /// Refuses strings longer than `max` bytes or with control characters; returns them trimmed.

@@ -1,12 +1,15 @@
 //! `render.render_jobs` and the job-level views over `render.frame_jobs`.
 
 use chrono::{DateTime, Utc};
-use flatrender_proto::types::{FrameRange, JobId, JobStatus, TenantId, UserId};
+use flatrender_proto::types::{
+    ContentHash, FrameRange, HttpUrl, JobId, JobKind, JobStatus, OperatingSystem, SafeName, TemplateId, TenantId,
+    UserId, Volume,
+};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::DbError;
-use crate::jobs::{Job, JobProgressView, NewJob};
+use crate::jobs::model::{AudioSpec, Job, JobProgressView, NewJob, Requirements, TemplateSpec};
 
 /// Everything the API shows of a job, with its chunk aggregates.
 #[derive(Debug, sqlx::FromRow)]
@@ -311,7 +314,7 @@ impl TryFrom<JobRow> for Job {
             chunks_leased: i32::try_from(row.chunks_leased).unwrap_or(i32::MAX),
             seconds_per_frame: row.seconds_per_frame,
         };
-        Job::from_row_parts(row, status, progress).map_err(decode)
+        job_from_row(row, status, progress).map_err(decode)
     }
 }
 
@@ -321,4 +324,58 @@ pub(crate) async fn count_by_status(connection: &mut PgConnection) -> Result<Vec
         .fetch_all(connection)
         .await?;
     Ok(rows)
+}
+
+/// A job from its row, with its parsed status and progress.
+fn job_from_row(row: JobRow, status: JobStatus, progress: JobProgressView) -> Result<Job, String> {
+    let field_error = |error: flatrender_proto::types::FieldError| format!("stored job {}: {error}", row.id);
+    let track = |url: &Option<String>, volume: Option<f64>, field: &str| -> Result<Option<AudioSpec>, String> {
+        match url {
+            None => Ok(None),
+            Some(url) => Ok(Some(AudioSpec {
+                url: HttpUrl::parse(url, field).map_err(field_error)?,
+                volume: Volume::new(volume.unwrap_or(1.0), field).map_err(field_error)?,
+            })),
+        }
+    };
+    let spec = NewJob {
+        tenant_id: TenantId::from_uuid(row.tenant_id),
+        user_id: UserId::from_uuid(row.user_id),
+        saved_project_id: row.saved_project_id,
+        idempotency_key: row.idempotency_key.clone(),
+        kind: JobKind::parse(&row.kind).ok_or_else(|| format!("stored job {}: unknown kind {}", row.id, row.kind))?,
+        priority: row.priority,
+        template: TemplateSpec {
+            template_id: TemplateId::from_uuid(row.template_id),
+            version: row.template_version,
+            url: HttpUrl::parse(&row.template_url, "template_url").map_err(field_error)?,
+            hash: ContentHash::from_slice(&row.template_hash, "template_hash").map_err(field_error)?,
+            size_bytes: row.template_size_bytes,
+        },
+        composition: SafeName::composition(&row.composition, "composition").map_err(field_error)?,
+        frame_range: FrameRange::new(row.frame_start, row.frame_end, "frame_range").map_err(field_error)?,
+        fps: row.fps,
+        output: serde_json::from_value(row.output_settings.clone())
+            .map_err(|error| format!("stored job {}: output_settings: {error}", row.id))?,
+        music: track(&row.music_url, row.music_volume, "music")?,
+        sfx: track(&row.sfx_url, row.sfx_volume, "sfx")?,
+        voiceover: track(&row.voiceover_url, row.voiceover_volume, "voiceover")?,
+        requirements: Requirements {
+            os: row.required_os.as_deref().and_then(OperatingSystem::parse),
+            ae_version: row.required_ae_version.clone(),
+            tags: row.required_tags.clone(),
+        },
+    };
+    Ok(Job {
+        id: JobId::from_uuid(row.id),
+        spec,
+        max_attempts: row.max_attempts,
+        status,
+        progress,
+        failure_reason: row.failure_reason,
+        created_at: row.created_at,
+        started_at: row.started_at,
+        finished_at: row.finished_at,
+        updated_at: row.updated_at,
+    })
 }

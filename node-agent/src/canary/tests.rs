@@ -116,8 +116,4 @@ fn probe_delay_backs_off_exponentially_with_jitter_and_a_cap() {
     assert_eq!(full(200), cap, "no overflow");
     assert_eq!(probe_delay(base, cap, 1, 0.0), Duration::from_secs(10));
     assert_eq!(probe_delay(base, cap, 1, 0.5), Duration::from_secs(15));
-    for _ in 0..100 {
-        let jitter = random_jitter();
-        assert!((0.0..1.0).contains(&jitter), "{jitter}");
-    }
 }

@@ -77,10 +77,12 @@ pub async fn run_chunk(
     let started = Instant::now();
     let result = render(context, assignment, &lease).await;
     let outcome = match (result, lease.stop_reason()) {
-        (_, Some(StopReason::LeaseLost | StopReason::SelfFenced)) => {
+        (_, Some(StopReason::LeaseLost)) => {
             info!(frame_job_id = %assignment.frame_job_id, "chunk stopped: lease no longer ours; results discarded");
-            return ChunkOutcome::Stopped(lease.stop_reason().unwrap_or(StopReason::LeaseLost));
+            return ChunkOutcome::Stopped(StopReason::LeaseLost);
         }
+        // Also when self-fenced as the last frame landed: the work is done, and the fencing token
+        // decides whether it still counts (a lease given away meanwhile answers stale).
         (Ok(outputs), _) => {
             let item = OutboxItem::Completion(ChunkCompletion {
                 frame_job_id: assignment.frame_job_id.clone(),
@@ -88,7 +90,7 @@ pub async fn run_chunk(
                 outputs,
                 render_seconds: started.elapsed().as_secs_f64(),
             });
-            match context.outbox.push(item) {
+            match context.outbox.push(item).await {
                 Ok(_) => ChunkOutcome::Completed,
                 Err(error) => {
                     warn!(%error, "cannot record the completion in the outbox");
@@ -116,6 +118,22 @@ pub async fn run_chunk(
                     action: RecoveryAction::Requeue,
                     ..failure
                 },
+                // The lease could not be renewed in time (the control plane or the network was
+                // away): stopped so that two nodes never render the same frames, and handed back
+                // with its verified frames once the control plane hears us again. If the lease was
+                // given away meanwhile, the control plane answers stale and delivery drops it.
+                Some(StopReason::SelfFenced) => {
+                    info!(
+                        frame_job_id = %assignment.frame_job_id,
+                        frames_kept = frames_written.len(),
+                        "chunk self-fenced: lease not renewed within its TTL; handing it back"
+                    );
+                    Failure {
+                        action: RecoveryAction::Requeue,
+                        message: format!("self-fenced: lease not renewed within its TTL ({})", failure.message),
+                        ..failure
+                    }
+                }
                 _ => escalate(failure),
             };
             let item = OutboxItem::Failure(ChunkFailure {
@@ -129,7 +147,7 @@ pub async fn run_chunk(
                 frames_written: frames_written.into_iter().collect(),
                 recovery_action: failure.action.to_wire(),
             });
-            if let Err(error) = context.outbox.push(item) {
+            if let Err(error) = context.outbox.push(item).await {
                 warn!(%error, "cannot record the failure in the outbox");
             }
             match stop {

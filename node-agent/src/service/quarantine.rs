@@ -77,7 +77,7 @@ impl Agent {
             let mut reported = self.quarantine_reported.subscribe();
             let mut num_failed = 0;
             while still_this_quarantine() {
-                let delay = canary::probe_delay(base, cap, num_failed, canary::random_jitter());
+                let delay = canary::probe_delay(base, cap, num_failed, crate::retry::random_unit());
                 let reported_and_waited = async {
                     // An error means the sender is gone: the agent is stopping.
                     let _ = reported.wait_for(|reported_epoch| *reported_epoch >= epoch).await;

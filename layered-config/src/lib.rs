@@ -2,8 +2,10 @@
 //! TOML file → environment (`<PREFIX><SECTION>__<KEY>`) → `section.key=value` overrides, with
 //! unknown keys and wrong types refused by name. Each binary validates the result itself.
 //!
-//! It lives here, beside the wire types, because both binaries need it and the project's
-//! top-level layout has no other shared crate.
+//! A crate of its own: both binaries need it, and it has nothing to do with the wire contract
+//! (it used to live in `flatrender-proto`). `figment` was the alternative; it does not refuse
+//! unknown keys by name across layers nor read the `a,b` list syntax from the environment
+//! without more code than this file.
 
 use std::path::{Path, PathBuf};
 
