@@ -55,6 +55,17 @@ if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
   useradd --system --home-dir /var/lib/postgresql --shell /usr/sbin/nologin postgres
 fi
 
+# buf checks the wire contract in scripts/test.sh (lint, breaking changes). The npm package ships
+# the binary; it goes into this checkout's .tools/ (git-ignored), pinned so CI runs are alike.
+buf_version=1.75.0
+tools_dir="$(cd "$(dirname "$0")/.." && pwd)/.tools"
+if [ "$("$tools_dir/node_modules/.bin/buf" --version 2>/dev/null)" != "$buf_version" ]; then
+  command -v npm >/dev/null || apt_install nodejs npm
+  log "installing buf $buf_version into $tools_dir"
+  npm install --prefix "$tools_dir" --no-save --no-audit --no-fund --loglevel=error "@bufbuild/buf@$buf_version" >/dev/null
+  "$tools_dir/node_modules/.bin/buf" --version >/dev/null
+fi
+
 command -v cargo >/dev/null || { log "cargo not found: install Rust from https://rustup.rs"; exit 1; }
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
 for target in x86_64-pc-windows-gnu aarch64-apple-darwin; do

@@ -14,6 +14,28 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo build" >&2
 cargo build --workspace --bins --locked
 scripts/check-platforms.sh
+# frctl must build on an ops laptop without the server: none of the server's crates may reach it.
+echo "== frctl without the server's crates" >&2
+frctl_tree=$(cargo tree -p frctl -e normal --locked --prefix none)
+if server_crates=$(grep -E '^(sqlx[a-z-]*|axum[a-z-]*|flatrender-control-plane) ' <<<"$frctl_tree"); then
+  echo "FAIL: frctl depends on server crates:" >&2
+  printf '%s\n' "$server_crates" | sort -u >&2
+  exit 1
+fi
+
+# The wire contract: other teams generate clients from proto/, so flatrender.render.v1 only grows.
+# `buf breaking` compares with the protos of the last release; until the first release is tagged,
+# that is the commit that last changed them (on main, so every full clone has it; replace it with
+# the tag when there is one).
+PROTO_BASELINE=70d150e79af0e7c6df0ecd814277a17fece48deb
+buf=.tools/node_modules/.bin/buf
+echo "== buf lint, buf breaking against $PROTO_BASELINE" >&2
+if ! git cat-file -e "$PROTO_BASELINE^{commit}" 2>/dev/null; then
+  echo "FAIL: commit $PROTO_BASELINE (the proto baseline) is not in this clone; a shallow clone needs \`git fetch --unshallow\`" >&2
+  exit 1
+fi
+"$buf" lint proto
+"$buf" breaking proto --against ".git#ref=$PROTO_BASELINE,subdir=proto"
 
 # A throwaway cluster in a folder the unprivileged postgres user can reach when we are root.
 pg_dir=$(mktemp -d "${TMPDIR:-/tmp}/flatrender-test-pg.XXXXXX")

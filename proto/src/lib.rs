@@ -6,7 +6,9 @@
 //!   messages, and tonic clients and servers for `RenderService`, `NodeService`, `AdminService`.
 //! - `types`: validated domain ids and values (`TenantId`, `FrameRange`, `LeaseToken`, ...).
 //! - `convert`: protobuf ⇄ domain conversions; errors name the offending field.
+//! - `client`: the gRPC endpoint a client of the control plane connects to (TLS trusting one CA).
 
+pub mod client;
 pub mod convert;
 pub mod types;
 

@@ -89,7 +89,7 @@ pub async fn watch(
             match watch_once(endpoint, token, job_id, display).await {
                 Ok(Some(job)) => return job,
                 Ok(None) => {}
-                Err(error) => tell!("\nwatching the job: {error:#}; reconnecting"),
+                Err(error) => display.suspend(|| tell!("watching the job: {error:#}; reconnecting")),
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
@@ -113,24 +113,15 @@ async fn watch_once(
         .await
         .context("WatchRenderJob")?
         .into_inner();
-    let mut redraw = tokio::time::interval(Duration::from_millis(250));
-    loop {
-        let message = tokio::select! {
-            message = stream.message() => message.context("WatchRenderJob stream")?,
-            _ = redraw.tick() => {
-                display.tick();
-                continue;
-            }
-        };
-        let Some(message) = message else {
-            return Ok(None);
-        };
+    // The display keeps its own clock ticking between messages.
+    while let Some(message) = stream.message().await.context("WatchRenderJob stream")? {
         let Some(job) = message.job else { continue };
         display.update(&job);
         if is_terminal_status(job.status()) {
             return Ok(Some(job));
         }
     }
+    Ok(None)
 }
 
 /// Cancels the job (best effort: used when a run is interrupted, so the next run starts clean).

@@ -32,7 +32,7 @@ pub mod progress;
 pub mod summary;
 
 use std::{
-    io::{IsTerminal, Write},
+    io::Write,
     path::{Path, PathBuf},
     time::{Duration, SystemTime},
 };
@@ -219,7 +219,7 @@ async fn demo(
         settings.chunk_frames
     );
     let render_started = Instant::now();
-    let mut display = ProgressDisplay::new(std::io::stdout().is_terminal());
+    let mut display = ProgressDisplay::stdout();
     let limit = Duration::from_secs(options.timeout);
     let done = job::watch(&farm.endpoint, &farm.admin_token, &submitted.id, &mut display, limit).await?;
     let render_time = render_started.elapsed();

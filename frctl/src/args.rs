@@ -39,8 +39,12 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The help heading of the flags every command accepts, apart from each command's own.
+pub const GLOBAL_HEADING: &str = "Connection and output options";
+
 /// Flags every command accepts.
 #[derive(Debug, Args)]
+#[command(next_help_heading = GLOBAL_HEADING)]
 pub struct GlobalArgs {
     /// Control-plane gRPC endpoint [default: http://127.0.0.1:50051, or `endpoint` in the config file].
     #[arg(long, global = true, env = "FRCTL_ENDPOINT", value_name = "URL")]
@@ -351,6 +355,72 @@ mod tests {
     #[test]
     fn cli_definition_is_valid() {
         Cli::command().debug_assert();
+    }
+
+    /// The help of every command, down to each leaf, lists the global flags together under one
+    /// heading and the command's own flags apart from them.
+    #[test]
+    fn every_help_groups_the_global_flags() {
+        const GLOBAL_FLAGS: [&str; 7] = [
+            "--endpoint",
+            "--token",
+            "--token-file",
+            "--ca-cert",
+            "--config",
+            "--output",
+            "--timeout",
+        ];
+        let mut paths = vec![Vec::new()];
+        let mut leaves = Vec::new();
+        while let Some(path) = paths.pop() {
+            let mut command = Cli::command();
+            for name in &path {
+                command = command.find_subcommand(name).unwrap().clone();
+            }
+            let children: Vec<String> = command
+                .get_subcommands()
+                .map(|child| child.get_name().to_owned())
+                .filter(|name| name != "help")
+                .collect();
+            for child in &children {
+                paths.push([path.clone(), vec![child.clone()]].concat());
+            }
+            leaves.push(path);
+        }
+        assert!(leaves.len() > 20, "{leaves:?}");
+        for path in leaves {
+            let args = ["frctl"]
+                .into_iter()
+                .chain(path.iter().map(String::as_str))
+                .chain(["--help"]);
+            let help = Cli::try_parse_from(args).unwrap_err().to_string();
+            // Sections start at a line in column 0 ending with ':' ("Options:", "Arguments:", ...).
+            let mut section = "";
+            let mut global_section = Vec::new();
+            for line in help.lines() {
+                if !line.starts_with(' ') && line.ends_with(':') {
+                    section = line;
+                    continue;
+                }
+                // A flag's own line starts with it (`--token <SECRET>`, `-h, --help`).
+                if !line.trim_start().starts_with('-') {
+                    continue;
+                }
+                let Some(flag) = line.split_whitespace().find(|word| word.starts_with("--")) else {
+                    continue;
+                };
+                let flag = flag.trim_end_matches(',');
+                if section == format!("{GLOBAL_HEADING}:") {
+                    global_section.push(flag.to_owned());
+                } else {
+                    assert!(
+                        !GLOBAL_FLAGS.contains(&flag),
+                        "frctl {path:?}: {flag} under {section}\n{help}"
+                    );
+                }
+            }
+            assert_eq!(global_section, GLOBAL_FLAGS, "frctl {path:?}\n{help}");
+        }
     }
 
     /// Enum flags accept known lower-case names and list the choices otherwise.

@@ -1,18 +1,17 @@
 //! `frctl jobs watch`: follows `WatchRenderJob` until the job ends. On a terminal it redraws one
-//! status block (bar, frames, chunks, per-node activity, elapsed, ETA); otherwise it prints one
-//! line per change, or one JSON object per update with `--output json`. A dropped stream while
-//! the job still runs (control-plane restart) is reopened rather than fatal.
+//! status block (bar, frames, chunks, per-node activity, elapsed, ETA) with `indicatif`, which
+//! also counts wrapped lines when it redraws; otherwise it prints one line per change, or one JSON
+//! object per update with `--output json`. A dropped stream while the job still runs
+//! (control-plane restart) is reopened rather than fatal.
 
-use std::{
-    io::{IsTerminal, Write},
-    time::Duration,
-};
+use std::time::Duration;
 
 use chrono::Utc;
 use flatrender_proto::{
     pb::{self, render_service_client::RenderServiceClient},
     types::{FrameJobState, JobStatus},
 };
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use tokio::time::Instant;
 use tonic::Code;
@@ -55,8 +54,9 @@ struct Snapshot {
 pub async fn run(client: &Client, format: OutputFormat, job_id: &str) -> anyhow::Result<u8> {
     let mut watcher = Watcher {
         format,
-        redraw: format == OutputFormat::Table && std::io::stdout().is_terminal(),
-        lines_drawn: 0,
+        // indicatif draws nothing on a pipe or a TERM=dumb terminal: plain lines there.
+        redraw: format == OutputFormat::Table && !ProgressDrawTarget::stdout().is_hidden(),
+        block: None,
         last_line: String::new(),
         watch_started: Instant::now(),
         first_progress: None,
@@ -77,8 +77,11 @@ pub async fn run(client: &Client, format: OutputFormat, job_id: &str) -> anyhow:
                 if since.elapsed() > OUTAGE_LIMIT {
                     return Err(failure.into());
                 }
+                // The last block stays on screen; the next update draws a new one below the notice.
+                if let Some(block) = watcher.block.take() {
+                    block.abandon();
+                }
                 eprintln!("frctl: stream lost ({}); reconnecting", first_line(&failure.message));
-                watcher.lines_drawn = 0;
             }
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -92,7 +95,8 @@ fn first_line(message: &str) -> &str {
 struct Watcher {
     format: OutputFormat,
     redraw: bool,
-    lines_drawn: usize,
+    /// The redrawn block, once the first update came (terminal only).
+    block: Option<ProgressBar>,
     last_line: String,
     watch_started: Instant,
     first_progress: Option<(Instant, i32)>,
@@ -206,17 +210,10 @@ impl Watcher {
                 print_json_line(&json).map_err(|error| Failure::new(exit::UNEXPECTED, error.to_string()))
             }
             (OutputFormat::Table, true) => {
-                let block = block_lines(snapshot);
-                let mut stdout = std::io::stdout().lock();
-                // Move to the start of the previous block and clear it before drawing the new one.
-                if self.lines_drawn > 0 {
-                    let _ = write!(stdout, "\x1b[{}F\x1b[J", self.lines_drawn);
-                }
-                for line in &block {
-                    let _ = writeln!(stdout, "{line}");
-                }
-                let _ = stdout.flush();
-                self.lines_drawn = block.len();
+                let block = self
+                    .block
+                    .get_or_insert_with(|| block_display(ProgressDrawTarget::stdout()));
+                draw_block(block, snapshot);
                 Ok(())
             }
             (OutputFormat::Table, false) => {
@@ -230,9 +227,13 @@ impl Watcher {
         }
     }
 
-    fn finish(&self, snapshot: &Snapshot) {
+    fn finish(&mut self, snapshot: &Snapshot) {
         if self.format == OutputFormat::Json {
             return;
+        }
+        // Draws the final state (whatever the redraw rate limit skipped) and leaves it on screen.
+        if let Some(block) = self.block.take() {
+            block.finish();
         }
         let progress = snapshot.job.progress.unwrap_or_default();
         let reason = if snapshot.job.failure_reason.is_empty() {
@@ -259,31 +260,39 @@ fn percent(done: i32, total: i32) -> f64 {
     }
 }
 
-/// `[#####-----]` for `done` of `total`.
-fn bar(done: i32, total: i32, width: usize) -> String {
-    let filled = if total <= 0 {
-        0
-    } else {
-        let ratio = f64::from(done.clamp(0, total)) / f64::from(total);
-        // Rounded down to whole cells: the bar is full only when every frame is done.
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let cells = (ratio * width as f64).floor() as usize;
-        cells.min(width)
-    };
-    format!("[{}{}]", "#".repeat(filled), "-".repeat(width - filled))
-}
-
 fn eta_text(eta: Option<Duration>) -> String {
     eta.map_or_else(|| "-".to_owned(), duration::format)
 }
 
-fn block_lines(snapshot: &Snapshot) -> Vec<String> {
+/// The status block's display on `target`: a header, the bar line, then [`block_details`].
+fn block_display(target: ProgressDrawTarget) -> ProgressBar {
+    let style = ProgressStyle::with_template(&format!("{{prefix}}\n[{{bar:{BAR_WIDTH}}}] {{msg}}"))
+        .expect("the block template is valid (unit tests draw it)")
+        .progress_chars("#-");
+    ProgressBar::with_draw_target(None, target).with_style(style)
+}
+
+/// Redraws `block` for `snapshot` (indicatif limits the rate to 20 a second; `finish` draws the
+/// last state).
+fn draw_block(block: &ProgressBar, snapshot: &Snapshot) {
+    let progress = snapshot.job.progress.unwrap_or_default();
+    let total = progress.frames_total.max(0);
+    let done = progress.frames_done.clamp(0, total);
+    // The position first: it alone may skip drawing (indicatif limits its rate); the setters
+    // after it draw the whole block.
+    block.set_position(u64::try_from(done).unwrap_or(0));
+    // An empty bar while the total is unknown (indicatif shows a zero length as full).
+    block.set_length(u64::try_from(total).unwrap_or(0).max(1));
+    block.set_prefix(format!("job {}  {}", snapshot.job.id, job_status(snapshot.job.status)));
+    block.set_message(block_details(snapshot));
+}
+
+/// The block after the bar: percent and frames, chunks, elapsed and ETA, one line per running chunk.
+fn block_details(snapshot: &Snapshot) -> String {
     let progress = snapshot.job.progress.unwrap_or_default();
     let mut lines = vec![
-        format!("job {}  {}", snapshot.job.id, job_status(snapshot.job.status)),
         format!(
-            "{} {:5.1}%  {}/{} frames",
-            bar(progress.frames_done, progress.frames_total, BAR_WIDTH),
+            "{:5.1}%  {}/{} frames",
             percent(progress.frames_done, progress.frames_total),
             progress.frames_done,
             progress.frames_total
@@ -306,7 +315,7 @@ fn block_lines(snapshot: &Snapshot) -> Vec<String> {
             chunk.chunk_index, range.start, range.end, chunk.frames_done
         ));
     }
-    lines
+    lines.join("\n")
 }
 
 fn status_line(snapshot: &Snapshot) -> String {
@@ -337,50 +346,88 @@ fn status_line(snapshot: &Snapshot) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::screen::Screen;
 
-    /// The bar is empty at 0, full only at 100%, and survives a zero total.
-    #[test]
-    fn bar_fills_with_progress() {
-        assert_eq!(bar(0, 10, 10), "[----------]");
-        assert_eq!(bar(5, 10, 10), "[#####-----]");
-        assert_eq!(bar(9, 10, 4), "[###-]");
-        assert_eq!(bar(10, 10, 4), "[####]");
-        assert_eq!(bar(3, 0, 4), "[----]");
-        assert!((percent(1, 4) - 25.0).abs() < f64::EPSILON);
-    }
-
-    /// The status block names each node with the chunk it renders.
-    #[test]
-    fn block_shows_per_node_activity() {
-        let snapshot = Snapshot {
+    fn snapshot(frames_done: i32, running: Vec<pb::FrameJob>) -> Snapshot {
+        Snapshot {
             job: pb::RenderJob {
                 id: "job-1".into(),
                 status: pb::JobStatus::Rendering as i32,
                 progress: Some(pb::JobProgress {
                     frames_total: 20,
-                    frames_done: 5,
+                    frames_done,
                     chunks_total: 4,
                     chunks_completed: 1,
-                    chunks_leased: 1,
+                    chunks_leased: i32::try_from(running.len()).unwrap(),
                     eta: None,
                 }),
                 ..Default::default()
             },
-            running: vec![pb::FrameJob {
-                chunk_index: 1,
-                frame_range: Some(pb::FrameRange { start: 5, end: 9 }),
-                frames_done: 2,
-                node_name: "node-a".into(),
-                ..Default::default()
-            }],
+            running,
             elapsed: Duration::from_secs(75),
             eta: Some(Duration::from_secs(200)),
-        };
-        let block = block_lines(&snapshot).join("\n");
-        assert!(block.contains("5/20 frames"), "{block}");
-        assert!(block.contains("node-a"), "{block}");
-        assert!(block.contains("frames 5-9  2/5 done"), "{block}");
-        assert!(block.contains("elapsed 1m15s   eta 3m20s"), "{block}");
+        }
+    }
+
+    fn chunk_on_node_a() -> pb::FrameJob {
+        pb::FrameJob {
+            chunk_index: 1,
+            frame_range: Some(pb::FrameRange { start: 5, end: 9 }),
+            frames_done: 2,
+            node_name: "node-a".into(),
+            ..Default::default()
+        }
+    }
+
+    /// The block shows the bar, frames, chunks, elapsed and ETA, and each node with its chunk.
+    #[test]
+    fn block_shows_progress_and_per_node_activity() {
+        let screen = Screen::new();
+        let block = block_display(ProgressDrawTarget::term_like(Box::new(screen.clone())));
+        let snapshot = snapshot(5, vec![chunk_on_node_a()]);
+        draw_block(&block, &snapshot);
+        assert_eq!(
+            screen.lines(),
+            [
+                "job job-1  rendering",
+                "[#######-----------------------]  25.0%  5/20 frames",
+                "chunks 1/4 completed, 1 leased   elapsed 1m15s   eta 3m20s",
+                "  node-a               chunk 1    frames 5-9  2/5 done",
+            ]
+        );
         assert!(status_line(&snapshot).contains("nodes node-a:chunk1"));
+    }
+
+    /// A redraw replaces the block in place: a node line that is gone leaves no trace.
+    #[test]
+    fn block_is_redrawn_in_place() {
+        let screen = Screen::new();
+        let block = block_display(ProgressDrawTarget::term_like(Box::new(screen.clone())));
+        draw_block(&block, &snapshot(5, vec![chunk_on_node_a()]));
+        draw_block(&block, &snapshot(20, Vec::new()));
+        block.finish();
+        assert_eq!(
+            screen.lines(),
+            [
+                "job job-1  rendering",
+                "[##############################] 100.0%  20/20 frames",
+                "chunks 1/4 completed, 0 leased   elapsed 1m15s   eta 3m20s",
+            ]
+        );
+    }
+
+    /// No frames known yet: an empty bar at 0%, not a full one.
+    #[test]
+    fn block_bar_is_empty_without_a_total() {
+        let screen = Screen::new();
+        let block = block_display(ProgressDrawTarget::term_like(Box::new(screen.clone())));
+        let mut snapshot = snapshot(0, Vec::new());
+        snapshot.job.progress = None;
+        draw_block(&block, &snapshot);
+        assert_eq!(
+            screen.lines()[1],
+            format!("[{}]   0.0%  0/0 frames", "-".repeat(BAR_WIDTH))
+        );
+        assert!((percent(1, 4) - 25.0).abs() < f64::EPSILON);
     }
 }

@@ -7,13 +7,12 @@ use std::{
     time::Duration,
 };
 
-use flatrender_proto::pb::{admin_service_client::AdminServiceClient, render_service_client::RenderServiceClient};
-use serde::Deserialize;
-use tonic::{
-    Code, Request, Status,
-    metadata::MetadataValue,
-    transport::{Certificate, Channel, ClientTlsConfig, Endpoint},
+use flatrender_proto::{
+    client::{self, EndpointError},
+    pb::{admin_service_client::AdminServiceClient, render_service_client::RenderServiceClient},
 };
+use serde::Deserialize;
+use tonic::{Code, Request, Status, metadata::MetadataValue, transport::Channel};
 
 use crate::args::GlobalArgs;
 
@@ -250,35 +249,8 @@ impl Client {
 }
 
 async fn open_channel(settings: &Settings, timeout: Option<Duration>) -> Result<Channel, Failure> {
-    let mut endpoint = Endpoint::from_shared(settings.endpoint.clone())
-        .map_err(|error| {
-            Failure::new(
-                exit::USAGE,
-                format!(
-                    "--endpoint {} is not a URL ({error}); use e.g. {DEFAULT_ENDPOINT}",
-                    settings.endpoint
-                ),
-            )
-        })?
-        .connect_timeout(settings.timeout)
-        .tcp_keepalive(Some(Duration::from_secs(30)))
-        // Small request/reply calls: Nagle plus delayed ACK would add ~40 ms to each.
-        .tcp_nodelay(true);
-    if settings.endpoint.starts_with("https://") {
-        let ca = settings.ca_pem.as_deref().ok_or_else(|| {
-            Failure::new(
-                exit::USAGE,
-                format!(
-                    "{} uses TLS: pass --ca-cert (or FRCTL_CA_CERT, or ca_cert in the config file) with the PEM of \
-                     the CA that signed the control plane's certificate",
-                    settings.endpoint
-                ),
-            )
-        })?;
-        endpoint = endpoint
-            .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca)))
-            .map_err(|error| Failure::new(exit::USAGE, format!("TLS for {}: {error}", settings.endpoint)))?;
-    }
+    let mut endpoint = client::endpoint(&settings.endpoint, settings.ca_pem.as_deref(), settings.timeout)
+        .map_err(|error| endpoint_failure(&settings.endpoint, error))?;
     endpoint = match timeout {
         Some(timeout) => endpoint.timeout(timeout),
         // A long-lived stream has no request time limit; HTTP/2 pings notice a peer that
@@ -292,6 +264,21 @@ async fn open_channel(settings: &Settings, timeout: Option<Duration>) -> Result<
         .connect()
         .await
         .map_err(|error| unreachable(&settings.endpoint, &error))
+}
+
+/// The advice for an endpoint that cannot be built, in frctl's flags.
+fn endpoint_failure(endpoint: &str, error: EndpointError) -> Failure {
+    let message = match error {
+        EndpointError::InvalidUrl { source, .. } => {
+            format!("--endpoint {endpoint} is not a URL ({source}); use e.g. {DEFAULT_ENDPOINT}")
+        }
+        EndpointError::MissingCa { .. } => format!(
+            "{endpoint} uses TLS: pass --ca-cert (or FRCTL_CA_CERT, or ca_cert in the config file) with the PEM of \
+             the CA that signed the control plane's certificate"
+        ),
+        EndpointError::Tls { source, .. } => format!("TLS for {endpoint}: {source}"),
+    };
+    Failure::new(exit::USAGE, message)
 }
 
 fn unreachable(endpoint: &str, error: &dyn std::error::Error) -> Failure {
@@ -408,6 +395,18 @@ mod tests {
                 .message
                 .contains("control-plane token create --kind admin")
         );
+    }
+
+    /// An endpoint that cannot be built is exit 2 naming the flag to fix.
+    #[test]
+    fn endpoint_problems_are_usage_errors_naming_the_flag() {
+        let timeout = Duration::from_secs(5);
+        for (url, flag) in [("https://farm:50051", "--ca-cert"), ("http://bad host", "--endpoint")] {
+            let error = client::endpoint(url, None, timeout).expect_err(url);
+            let failure = endpoint_failure(url, error);
+            assert_eq!(failure.code, exit::USAGE, "{url}");
+            assert!(failure.message.contains(flag), "{url}: {}", failure.message);
+        }
     }
 
     /// A bare `host:port` endpoint gets `http://`; URLs are untouched.

@@ -6,6 +6,7 @@
 //! - `connect`: endpoint and token resolution, gRPC clients, failures → exit codes and advice.
 //! - `output`: tables, JSON printing and formatting helpers; `views`: the JSON contract.
 //! - `duration`: `30m`, `1h30m`, `90s`, `2d`.
+//! - `screen` (tests only): a tiny terminal to check what a redraw leaves on screen.
 //! - `nodes`, `jobs`, `watch`, `frames`, `crashes`, `tokens`, `farm` (stats, partitions, cache):
 //!   one module per area.
 //!
@@ -35,6 +36,8 @@ mod frames;
 mod jobs;
 mod nodes;
 mod output;
+#[cfg(test)]
+mod screen;
 mod tokens;
 mod views;
 mod watch;
