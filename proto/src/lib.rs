@@ -6,10 +6,13 @@
 //!   messages, and tonic clients and servers for `RenderService`, `NodeService`, `AdminService`.
 //! - `types`: validated domain ids and values (`TenantId`, `FrameRange`, `LeaseToken`, ...).
 //! - `convert`: protobuf ⇄ domain conversions; errors name the offending field.
+//! - `testing` (feature `testing`): helpers every test suite shares.
 //! - `client`: the gRPC endpoint a client of the control plane connects to (TLS trusting one CA).
 
 pub mod client;
 pub mod convert;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod types;
 
 /// Generated protobuf messages and gRPC stubs. Use with the `pb::` prefix; never glob-import.

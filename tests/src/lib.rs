@@ -21,14 +21,14 @@ use flatrender_proto::{
     pb::{self, render_service_client::RenderServiceClient},
     types::{TenantId, TokenKind},
 };
-use tonic::{Request, transport::Channel};
+use tonic::transport::Channel;
 
 pub mod quickstart;
 
 /// How long a test waits for something that should happen (a process ready, a job finished, a
 /// row written) before calling it lost. Generous on purpose: the machine is shared and slow, so
 /// only a real failure reaches it; the condition is polled, never slept on.
-pub const WAIT_LIMIT: Duration = Duration::from_secs(60);
+pub const WAIT_LIMIT: Duration = flatrender_proto::testing::PATIENCE;
 
 /// A project file the double understands: one comp of 25 fps.
 pub fn project_file(comp: &str, frames: i32) -> Vec<u8> {
@@ -537,32 +537,7 @@ pub fn kill_leftovers(agent: &Agent) {
     }
 }
 
-/// `message` with a bearer token.
-pub fn authed<T>(message: T, token: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().expect("header"));
-    request
-}
-
-/// Polls `check` every 100 ms until true or `limit` passes.
-pub async fn wait_until<F, Fut>(limit: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if check().await {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+pub use flatrender_proto::testing::{authed, eventually_within as wait_until};
 
 /// A plain HTTP/1.1 GET; `None` when nothing answers.
 pub async fn http_get(address: SocketAddr, path: &str) -> Option<String> {

@@ -12,7 +12,7 @@ use flatrender_proto::{
     types::{TenantId, TokenKind},
 };
 use tokio_util::sync::CancellationToken;
-use tonic::{Request, transport::Channel};
+use tonic::transport::Channel;
 
 /// A BLAKE3 hex digest for tests (any 64 hex characters).
 pub const HASH_A: &str = "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262";
@@ -327,15 +327,6 @@ pub fn completed_chunk(assignment: &pb::WorkAssignment) -> pb::CompletedChunk {
     }
 }
 
-/// `message` with `authorization: Bearer token`.
-pub fn authed<T>(message: T, token: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    request
-}
-
 pub fn registration(name: &str, tags: &[&str]) -> pb::RegisterNodeRequest {
     pb::RegisterNodeRequest {
         name: name.into(),
@@ -389,37 +380,7 @@ pub fn job_request(tenant: TenantId, start: i32, end: i32) -> pb::SubmitRenderJo
     }
 }
 
-/// How long a test waits for something that normally takes well under a second. Reached only
-/// when something is really wrong: the machine is shared (2 cores, load ~7 under CI), so waits are
-/// generous and never assert how fast something happened.
-pub const PATIENCE: Duration = Duration::from_secs(60);
-
-/// Polls `check` every 50 ms until it is true (`true`) or [`PATIENCE`] passes (`false`).
-pub async fn eventually<F, Fut>(check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    eventually_within(PATIENCE, check).await
-}
-
-/// [`eventually`] with an explicit deadline, for waits that legitimately take longer.
-pub async fn eventually_within<F, Fut>(limit: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if check().await {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+pub use flatrender_proto::testing::{PATIENCE, authed, eventually};
 
 /// A plain HTTP/1.1 GET over a TCP socket; returns the status code and the body.
 pub async fn http_get(address: SocketAddr, path: &str) -> (u16, String) {
