@@ -176,11 +176,6 @@ impl LogParser {
         self.items.last().map_or(&EMPTY, |item| &item.frame_indices)
     }
 
-    /// True once any fatal line was seen.
-    pub fn has_fatal(&self) -> bool {
-        !self.errors.is_empty()
-    }
-
     /// The summary of everything fed so far.
     pub fn summary(&self) -> LogSummary {
         summary::summarize(self)

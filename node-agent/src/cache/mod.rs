@@ -17,7 +17,7 @@ mod open;
 mod store;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
@@ -296,11 +296,6 @@ impl TemplateCache {
     /// background otherwise).
     pub async fn flush(&self) {
         self.shared.persist().await;
-    }
-
-    /// The cache folder.
-    pub fn dir(&self) -> &Path {
-        &self.shared.config.dir
     }
 }
 

@@ -110,11 +110,6 @@ impl OutputWatcher {
     pub async fn next_frame(&mut self) -> Option<FrameFile> {
         self.frames.recv().await
     }
-
-    /// The next frame file event if one is ready.
-    pub fn try_next_frame(&mut self) -> Option<FrameFile> {
-        self.frames.try_recv().ok()
-    }
 }
 
 fn watch_with_fallback<H>(dir: &Path, handler: H) -> SupervisorResult<Box<dyn Watcher + Send>>

@@ -237,11 +237,6 @@ impl RunningProcess {
         self.pid
     }
 
-    /// The tag every process of this tree carries.
-    pub fn tag(&self) -> &str {
-        &self.tag
-    }
-
     /// Changes how long `next_line` keeps reading after the main process exited.
     pub fn set_idle_grace(&mut self, idle_grace: Duration) {
         self.idle_grace = idle_grace;
