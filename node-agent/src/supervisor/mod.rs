@@ -36,7 +36,7 @@ mod windows;
 
 use std::path::PathBuf;
 
-pub use command::{AERENDER_ENV, ChunkCommand, FramePattern, MfrSetting, output_pattern};
+pub use command::{ChunkCommand, FramePattern, MfrSetting, output_pattern};
 pub use discover::{AerenderInstall, InstallLayout, find_aerender};
 pub use output_watch::{FrameFile, OutputWatcher, scan_frames};
 pub use process::{ExitInfo, OutputLine, OutputStream, RunningProcess, spawn};
