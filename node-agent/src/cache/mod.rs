@@ -3,9 +3,10 @@
 //! when the byte budget is exceeded.
 //!
 //! This is the IO shell around the pure [`index::CacheIndex`]: it downloads (`download`),
-//! installs atomically and verifies on disk (`store`, `bundle`), shares one download between
-//! concurrent callers (`flight`), hands out [`CacheLease`]s (`lease`) and rebuilds its state
-//! from the folder at start-up (`open`). Hashing and extraction run on blocking threads.
+//! installs atomically and verifies on disk (`store`, `bundle`, with the per-entry `manifest`),
+//! shares one download between concurrent callers (`flight`), hands out [`CacheLease`]s (`lease`)
+//! and rebuilds its state from the folder at start-up (`open`). Hashing and extraction run on
+//! blocking threads.
 
 mod bundle;
 mod download;
@@ -13,6 +14,7 @@ mod error;
 mod flight;
 pub mod index;
 mod lease;
+mod manifest;
 mod open;
 mod store;
 
