@@ -14,6 +14,9 @@ pub const ENV_PREFIX: &str = "FLATRENDER_AGENT_";
 /// `FLATRENDER_AGENT_` variables that are not settings (the `--config` flag's variable).
 pub const NOT_CONFIG_ENV: &[&str] = &["FLATRENDER_AGENT_CONFIG"];
 
+/// What a secret is replaced with in `--dump-config` output.
+const REDACTED: &str = "***";
+
 /// A configuration problem, naming the key.
 #[derive(Debug, Error)]
 pub enum AgentConfigError {
@@ -439,6 +442,16 @@ impl AgentConfig {
             })
     }
 
+    /// The configuration as TOML (itself a valid configuration file), with the one secret, the
+    /// join token, shown as `***` when set.
+    pub fn to_redacted_toml(&self) -> Result<String, toml::ser::Error> {
+        let mut redacted = self.clone();
+        if !redacted.control_plane.join_token.is_empty() {
+            redacted.control_plane.join_token = REDACTED.to_owned();
+        }
+        toml::to_string_pretty(&redacted)
+    }
+
     /// Time between terminating and killing a process tree.
     pub fn kill_grace(&self) -> Duration {
         Duration::from_secs(self.watchdog.kill_grace_seconds)
@@ -489,6 +502,26 @@ mod tests {
         assert!(error.to_string().contains("node.max_leases"), "{error}");
         let error = AgentConfig::load(None, vec![], &["control_plane.endpoints=ftp://x".into()]).unwrap_err();
         assert!(error.to_string().contains("control_plane.endpoints"), "{error}");
+    }
+
+    /// The dump hides the join token, shows everything else, and reads back as the same
+    /// configuration (apart from the hidden token).
+    #[test]
+    fn redacted_toml_hides_the_join_token_and_reads_back() {
+        let overrides = [
+            "control_plane.join_token=s3cret-join".to_string(),
+            "node.max_leases=3".to_string(),
+        ];
+        let config = AgentConfig::load(None, vec![], &overrides).unwrap();
+        let dumped = config.to_redacted_toml().unwrap();
+        assert!(!dumped.contains("s3cret-join"), "{dumped}");
+        assert!(dumped.contains(r#"join_token = "***""#), "{dumped}");
+        let mut read_back: AgentConfig = toml::from_str(&dumped).unwrap();
+        assert_eq!(read_back.control_plane.join_token, "***");
+        read_back.control_plane.join_token = config.control_plane.join_token.clone();
+        assert_eq!(read_back, config);
+        let without_token = AgentConfig::load(None, vec![], &[]).unwrap();
+        assert!(without_token.to_redacted_toml().unwrap().contains(r#"join_token = """#));
     }
 
     /// A missing join token says how to get one.

@@ -34,8 +34,6 @@ pub struct RunningLease {
     pub frame_job_id: String,
     /// Its fencing token.
     pub lease_token: i64,
-    /// Its job.
-    pub job_id: String,
     frames_done: AtomicI32,
     renewed_at: Mutex<Instant>,
     stop_reason: Mutex<Option<StopReason>>,
@@ -82,7 +80,6 @@ impl LeaseTable {
         let lease = Arc::new(RunningLease {
             frame_job_id: assignment.frame_job_id.clone(),
             lease_token: assignment.lease_token,
-            job_id: assignment.job_id.clone(),
             frames_done: AtomicI32::new(0),
             renewed_at: Mutex::new(Instant::now()),
             stop_reason: Mutex::new(None),

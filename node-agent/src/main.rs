@@ -55,6 +55,9 @@ enum Command {
         /// stderr; the Windows service uses it, having no console.
         #[arg(long, value_name = "FILE")]
         log_file: Option<PathBuf>,
+        /// Print the effective configuration as TOML (the join token hidden) and exit.
+        #[arg(long)]
+        dump_config: bool,
     },
     /// Check aerender, disks, folders and the control plane, and say what to fix.
     Doctor {
@@ -110,7 +113,15 @@ fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Command::ParseLog { file } => parse_log_command(&file),
-        Command::Run { config, log_file } => {
+        Command::Run {
+            config,
+            log_file,
+            dump_config,
+        } => {
+            if dump_config {
+                print_line(&config.load()?.to_redacted_toml()?);
+                return Ok(ExitCode::SUCCESS);
+            }
             init_tracing(log_file.as_deref())?;
             let config = config.load()?;
             run(config)

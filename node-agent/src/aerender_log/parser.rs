@@ -1,5 +1,6 @@
 //! The streaming [`LogParser`]: feed it lines as aerender prints them, get [`LogEvent`]s back,
-//! ask for a [`LogSummary`] at any time.
+//! ask for a [`LogSummary`](super::LogSummary) at any time (`summary.rs` reads the parser's state;
+//! this file does not depend on it).
 //!
 //! State follows the per-item structure of §3.2/§8: an item starts with `Starting composition`
 //! (or, in excerpts and render-log files, with whatever of its block comes first), collects the
@@ -13,7 +14,6 @@ use serde::Serialize;
 use super::class::{self, ErrorClass, Severity};
 use super::collapsed;
 use super::grammar::{self, Field, FrameLine, Prefix, SettingKey, TimeValue};
-use super::summary::{self, LogSummary};
 
 /// A classified problem line: the class and the line as printed (trimmed).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -174,16 +174,6 @@ impl LogParser {
     pub fn completed_frame_indices(&self) -> &BTreeSet<u32> {
         static EMPTY: BTreeSet<u32> = BTreeSet::new();
         self.items.last().map_or(&EMPTY, |item| &item.frame_indices)
-    }
-
-    /// True once any fatal line was seen.
-    pub fn has_fatal(&self) -> bool {
-        !self.errors.is_empty()
-    }
-
-    /// The summary of everything fed so far.
-    pub fn summary(&self) -> LogSummary {
-        summary::summarize(self)
     }
 
     fn feed_segment(&mut self, segment: &str, events: &mut Vec<LogEvent>) {

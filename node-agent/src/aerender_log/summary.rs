@@ -111,7 +111,14 @@ impl LogSummary {
     }
 }
 
-pub(super) fn summarize(parser: &LogParser) -> LogSummary {
+impl LogParser {
+    /// The summary of everything fed so far.
+    pub fn summary(&self) -> LogSummary {
+        summarize(self)
+    }
+}
+
+fn summarize(parser: &LogParser) -> LogSummary {
     let items: Vec<ItemSummary> = parser.items.iter().map(summarize_item).collect();
     let outcome = if !parser.errors.is_empty() {
         Outcome::Failed

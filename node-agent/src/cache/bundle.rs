@@ -7,12 +7,12 @@
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use flatrender_proto::types::ContentHash;
 
 use super::error::{CacheError, CacheResult};
-use super::store::ManifestFile;
+use super::manifest::{ManifestFile, join_relative, safe_relative_path};
 
 /// The local file header signature every zip archive starts with.
 const ZIP_MAGIC: [u8; 4] = *b"PK\x03\x04";
@@ -33,36 +33,6 @@ pub(crate) fn is_zip_file(path: &Path) -> std::io::Result<bool> {
         filled += read;
     }
     Ok(magic == ZIP_MAGIC)
-}
-
-/// Normalises a zip entry or manifest name into `/`-separated relative components, refusing
-/// anything that could escape the target folder: `..`, absolute paths (`/x`, `\x`), drive or
-/// stream prefixes (`C:`), NUL bytes. Both `/` and `\` separate components (Windows zippers
-/// write either). `.` and empty components are dropped; an all-empty name is refused.
-pub(crate) fn safe_relative_path(name: &str) -> Option<String> {
-    if name.is_empty() || name.contains('\0') || name.starts_with(['/', '\\']) {
-        return None;
-    }
-    let mut components = Vec::new();
-    for component in name.split(['/', '\\']) {
-        match component {
-            "" | "." => continue,
-            ".." => return None,
-            other if other.contains(':') => return None,
-            other => components.push(other),
-        }
-    }
-    if components.is_empty() {
-        return None;
-    }
-    Some(components.join("/"))
-}
-
-/// `relative` (already validated, `/`-separated) as a path under `base`.
-pub(crate) fn join_relative(base: &Path, relative: &str) -> PathBuf {
-    let mut path = base.to_path_buf();
-    path.extend(relative.split('/'));
-    path
 }
 
 /// macOS resource-fork noise that must neither be extracted nor count as a project.
@@ -185,48 +155,6 @@ mod tests {
 
     fn hash() -> ContentHash {
         ContentHash::from_bytes([7; 32])
-    }
-
-    /// Plain relative names pass, normalised to `/` separators without `.` or empty parts.
-    #[test]
-    fn safe_relative_path_normalises_plain_names() {
-        assert_eq!(safe_relative_path("project.aep").as_deref(), Some("project.aep"));
-        assert_eq!(safe_relative_path("a/b/c.aep").as_deref(), Some("a/b/c.aep"));
-        assert_eq!(safe_relative_path("a\\b\\c.aep").as_deref(), Some("a/b/c.aep"));
-        assert_eq!(safe_relative_path("./a//b/").as_deref(), Some("a/b"));
-        assert_eq!(
-            safe_relative_path("footage/..data.mov").as_deref(),
-            Some("footage/..data.mov")
-        );
-    }
-
-    /// Parent components, absolute paths, drive prefixes, NUL and empty names are refused.
-    #[test]
-    fn safe_relative_path_refuses_escapes() {
-        for name in [
-            "../evil",
-            "a/../../evil",
-            "a/..",
-            "..\\evil",
-            "/etc/passwd",
-            "\\windows\\evil",
-            "C:\\evil",
-            "C:evil",
-            "a/b:stream",
-            "a\0b",
-            "",
-            ".",
-            "./",
-        ] {
-            assert_eq!(safe_relative_path(name), None, "{name:?} must be refused");
-        }
-    }
-
-    /// `join_relative` builds a path below the base from `/`-separated parts.
-    #[test]
-    fn join_relative_stays_below_base() {
-        let joined = join_relative(Path::new("/cache/x"), "a/b.aep");
-        assert_eq!(joined, Path::new("/cache/x").join("a").join("b.aep"));
     }
 
     /// macOS resource forks are recognised anywhere in the bundle.

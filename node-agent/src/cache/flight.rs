@@ -18,7 +18,8 @@ use flatrender_proto::types::ContentHash;
 use super::error::{CacheError, CacheResult};
 use super::index::IndexEntry;
 use super::lease::CacheLease;
-use super::store::{self, EntryManifest};
+use super::manifest::EntryManifest;
+use super::store;
 use super::{Shared, State, TemplateSpec, download, spawn_blocking_in_span};
 
 /// The published outcome; `Ok` means the entry is installed and pinned for every waiter.

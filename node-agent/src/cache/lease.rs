@@ -15,7 +15,6 @@ use super::{Shared, store};
 pub struct CacheLease {
     shared: Arc<Shared>,
     hash: ContentHash,
-    entry_dir: PathBuf,
     project_path: PathBuf,
 }
 
@@ -28,7 +27,6 @@ impl CacheLease {
         Ok(Self {
             shared: Arc::clone(shared),
             hash,
-            entry_dir,
             project_path,
         })
     }
@@ -36,11 +34,6 @@ impl CacheLease {
     /// The `.aep` to hand to aerender.
     pub fn project_path(&self) -> &Path {
         &self.project_path
-    }
-
-    /// The entry folder (a bundle's footage lives below it).
-    pub fn entry_dir(&self) -> &Path {
-        &self.entry_dir
     }
 
     pub fn hash(&self) -> ContentHash {

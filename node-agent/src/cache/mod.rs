@@ -3,9 +3,10 @@
 //! when the byte budget is exceeded.
 //!
 //! This is the IO shell around the pure [`index::CacheIndex`]: it downloads (`download`),
-//! installs atomically and verifies on disk (`store`, `bundle`), shares one download between
-//! concurrent callers (`flight`), hands out [`CacheLease`]s (`lease`) and rebuilds its state
-//! from the folder at start-up (`open`). Hashing and extraction run on blocking threads.
+//! installs atomically and verifies on disk (`store`, `bundle`, with the per-entry `manifest`),
+//! shares one download between concurrent callers (`flight`), hands out [`CacheLease`]s (`lease`)
+//! and rebuilds its state from the folder at start-up (`open`). Hashing and extraction run on
+//! blocking threads.
 
 mod bundle;
 mod download;
@@ -13,11 +14,12 @@ mod error;
 mod flight;
 pub mod index;
 mod lease;
+mod manifest;
 mod open;
 mod store;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
@@ -296,11 +298,6 @@ impl TemplateCache {
     /// background otherwise).
     pub async fn flush(&self) {
         self.shared.persist().await;
-    }
-
-    /// The cache folder.
-    pub fn dir(&self) -> &Path {
-        &self.shared.config.dir
     }
 }
 

@@ -11,7 +11,8 @@ use flatrender_proto::types::ContentHash;
 
 use super::error::{CacheError, CacheResult};
 use super::index::{CacheIndex, IndexEntry};
-use super::store::{self, EntryManifest, IndexFile, IndexFileEntry};
+use super::manifest::EntryManifest;
+use super::store::{self, IndexFile, IndexFileEntry};
 use super::{CacheConfig, spawn_blocking_in_span};
 
 /// Creates the folder if needed, removes temporary leftovers, verifies every entry on a
@@ -110,7 +111,7 @@ pub(super) fn index_file_of(index: &CacheIndex) -> IndexFile {
 mod tests {
     use chrono::TimeZone;
 
-    use super::super::store::{EntryKind, ManifestFile};
+    use super::super::manifest::{EntryKind, ManifestFile};
     use super::*;
 
     fn hash(byte: u8) -> ContentHash {

@@ -1,5 +1,5 @@
-//! The cache folder on disk: entry layout, the per-entry manifest, the persisted LRU index,
-//! installing a verified download atomically, verifying entries, and the start-up scan.
+//! The cache folder on disk: entry layout, reading and writing the manifest, the persisted LRU
+//! index, installing a verified download atomically, verifying entries, and the start-up scan.
 //!
 //! ```text
 //! <dir>/index.json               LRU order (least recent first), hits, last use; advisory
@@ -24,6 +24,7 @@ use flatrender_proto::types::{ContentHash, TemplateId};
 
 use super::bundle;
 use super::error::{CacheError, CacheResult};
+use super::manifest::{EntryKind, EntryManifest, MANIFEST_FORMAT, ManifestFile, join_relative};
 
 /// Prefix of every temporary file or folder; all of them are garbage at start-up.
 pub(crate) const TEMP_PREFIX: &str = ".tmp-";
@@ -31,50 +32,8 @@ const INDEX_FILE_NAME: &str = "index.json";
 const MANIFEST_FILE_NAME: &str = "entry.json";
 const PLAIN_PROJECT_NAME: &str = "project.aep";
 const BUNDLE_DIR_NAME: &str = "bundle";
+/// Format of `index.json` (the manifest has its own, `manifest::MANIFEST_FORMAT`).
 const FORMAT_VERSION: u32 = 1;
-
-/// What an entry holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum EntryKind {
-    Project,
-    Bundle,
-}
-
-/// One file of an entry, relative to the entry folder, with its BLAKE3 digest.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct ManifestFile {
-    pub(crate) path: String,
-    pub(crate) size_bytes: u64,
-    pub(crate) blake3: String,
-}
-
-/// `<hex>/entry.json`: written in the staging folder before the atomic rename, so an entry
-/// folder without a valid manifest is never a complete install.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct EntryManifest {
-    pub(crate) format: u32,
-    pub(crate) hash: String,
-    pub(crate) kind: EntryKind,
-    /// The project to render, relative to the entry folder, `/`-separated.
-    pub(crate) project: String,
-    pub(crate) template_id: Option<TemplateId>,
-    pub(crate) template_version: i32,
-    pub(crate) installed_at: DateTime<Utc>,
-    pub(crate) files: Vec<ManifestFile>,
-}
-
-impl EntryManifest {
-    /// Bytes the entry's files occupy.
-    pub(crate) fn size_bytes(&self) -> u64 {
-        self.files.iter().map(|file| file.size_bytes).sum()
-    }
-
-    /// The project path relative to the entry folder, as a native path.
-    pub(crate) fn project_path(&self) -> PathBuf {
-        bundle::join_relative(Path::new(""), &self.project)
-    }
-}
 
 /// `index.json`: what cannot be rebuilt from the entry folders (order, hits, last use).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -219,7 +178,7 @@ fn install_into(request: &InstallRequest<'_>, staging_dir: &Path) -> CacheResult
         (EntryKind::Project, PLAIN_PROJECT_NAME.to_owned(), vec![file])
     };
     let manifest = EntryManifest {
-        format: FORMAT_VERSION,
+        format: MANIFEST_FORMAT,
         hash: hash.to_hex(),
         kind,
         project,
@@ -254,11 +213,11 @@ pub(crate) fn verify_entry(dir: &Path, hash: &ContentHash) -> Verification {
         Ok(manifest) => manifest,
         Err(reason) => return Verification::Invalid(format!("unreadable manifest: {reason}")),
     };
-    if let Err(reason) = check_manifest(&manifest, hash) {
+    if let Err(reason) = manifest.check(hash) {
         return Verification::Invalid(reason);
     }
     for file in &manifest.files {
-        let file_path = bundle::join_relative(&entry_path, &file.path);
+        let file_path = join_relative(&entry_path, &file.path);
         match hash_file(&file_path) {
             Ok((digest, size_bytes)) if size_bytes == file.size_bytes && digest.to_hex() == file.blake3 => {}
             Ok((digest, size_bytes)) => {
@@ -271,28 +230,6 @@ pub(crate) fn verify_entry(dir: &Path, hash: &ContentHash) -> Verification {
         }
     }
     Verification::Valid(manifest)
-}
-
-/// Structural checks of a manifest read from disk (never trust disk input).
-fn check_manifest(manifest: &EntryManifest, hash: &ContentHash) -> Result<(), String> {
-    if manifest.format != FORMAT_VERSION {
-        return Err(format!("unknown manifest format {}", manifest.format));
-    }
-    if manifest.hash != hash.to_hex() {
-        return Err(format!("manifest is for {}", manifest.hash));
-    }
-    for file in &manifest.files {
-        if bundle::safe_relative_path(&file.path).as_deref() != Some(file.path.as_str()) {
-            return Err(format!("manifest lists unsafe path {:?}", file.path));
-        }
-    }
-    if !manifest.files.iter().any(|file| file.path == manifest.project) {
-        return Err(format!("project {:?} is not among the files", manifest.project));
-    }
-    if manifest.kind == EntryKind::Project && manifest.files.iter().any(|file| file.blake3 != manifest.hash) {
-        return Err("project file digest differs from the entry hash".to_owned());
-    }
-    Ok(())
 }
 
 /// What the start-up scan found.

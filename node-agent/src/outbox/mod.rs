@@ -210,11 +210,6 @@ impl Outbox {
         run_blocking(move || outbox.ack_blocking(id)).await
     }
 
-    /// The folder holding the item files.
-    pub fn dir(&self) -> &Path {
-        &self.shared.dir
-    }
-
     /// Every pending item, oldest first.
     pub fn pending(&self) -> Vec<(ItemId, OutboxItem)> {
         let state = self.lock_state();

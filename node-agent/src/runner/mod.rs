@@ -19,8 +19,8 @@ use flatrender_proto::{
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+pub use watch::frames_on_disk;
 pub(crate) use watch::supervise;
-pub use watch::{RunRecord, frames_on_disk};
 
 use crate::{
     cache::{TemplateCache, TemplateSpec},

@@ -31,8 +31,6 @@ pub struct RunRecord {
     pub log_tail: String,
     /// When the first frame was confirmed, measured from launch.
     pub time_to_first_frame: Option<Duration>,
-    /// Processes still alive after the kill (should be none).
-    pub survivors: Vec<u32>,
     /// Everything aerender printed, as bytes (stdout and stderr interleaved).
     pub raw_log: Vec<u8>,
 }
@@ -157,7 +155,6 @@ pub async fn supervise(
         watchdog,
         log_tail: tail.into_iter().collect::<Vec<_>>().join("\n"),
         time_to_first_frame: first_frame.map(|at| at.duration_since(started)),
-        survivors: report.survivors,
         raw_log,
     }
 }

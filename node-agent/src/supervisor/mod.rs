@@ -36,13 +36,11 @@ mod windows;
 
 use std::path::PathBuf;
 
-pub use command::{
-    AERENDER_ENV, ChunkCommand, FramePattern, MfrSetting, ae_major_version, mfr_supported, output_pattern,
-};
-pub use discover::{AerenderInstall, InstallLayout, default_search_roots, find_aerender, find_aerender_in};
-pub use output_watch::{FrameFile, OutputWatcher, frame_file_size_if_plausible, scan_frames};
-pub use process::{DEFAULT_IDLE_GRACE, ExitInfo, OutputLine, OutputStream, RAW_LOG_LIMIT, RunningProcess, spawn};
-pub use processes::{AE_PROCESS_NAMES, KillReport, PROCESS_TAG_ENV, ProcessCount, count_processes_named, sweep_tagged};
+pub use command::{ChunkCommand, FramePattern, MfrSetting, output_pattern};
+pub use discover::{AerenderInstall, InstallLayout, find_aerender};
+pub use output_watch::{FrameFile, OutputWatcher, scan_frames};
+pub use process::{ExitInfo, OutputLine, OutputStream, RunningProcess, spawn};
+pub use processes::{KillReport, ProcessCount, count_processes_named, sweep_tagged};
 
 /// Errors of the supervisor; messages say what was attempted and how to fix it.
 #[derive(Debug, thiserror::Error)]

@@ -1,5 +1,5 @@
 //! Watching the output folder, independent of aerender's stdout (which can lie or stay silent,
-//! docs/aerender.md §7.9): [`OutputWatcher`] reports frame files of a `[#…#]` sequence as they
+//! docs/aerender.md §3.3): [`OutputWatcher`] reports frame files of a `[#…#]` sequence as they
 //! appear or grow, and [`scan_frames`] says at the end which expected frames exist with a
 //! plausible size.
 //!
@@ -109,11 +109,6 @@ impl OutputWatcher {
     /// The next frame file event; `None` only if the watcher died.
     pub async fn next_frame(&mut self) -> Option<FrameFile> {
         self.frames.recv().await
-    }
-
-    /// The next frame file event if one is ready.
-    pub fn try_next_frame(&mut self) -> Option<FrameFile> {
-        self.frames.try_recv().ok()
     }
 }
 

@@ -23,6 +23,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use super::command::AERENDER_ENV;
 use super::lines::LineSplitter;
 use super::processes::{KillReport, PROCESS_TAG_ENV, TagMatch, TreeControl, terminate_tree};
 #[cfg(unix)]
@@ -112,7 +113,7 @@ pub struct RunningProcess {
     tree_verified_gone: bool,
 }
 
-/// Starts `program` with `args`, the agent's environment plus `env`, and
+/// Starts `program` with `args`, the agent's environment plus [`AERENDER_ENV`], then `env`, and
 /// `FLATRENDER_PROCESS_TAG=<tag>` (set last, so `env` cannot override it); stdin is null, stdout
 /// and stderr are piped to the line reader. Use a tag unique to this run (e.g.
 /// `<node prefix>/<frame job id>/<attempt>`): `kill_tree` kills every process carrying it.
@@ -131,6 +132,7 @@ where
     let mut command = Command::new(program);
     command
         .args(args)
+        .envs(AERENDER_ENV.iter().copied())
         .envs(env.iter().map(|(key, value)| (key, value)))
         .env(PROCESS_TAG_ENV, tag)
         .stdin(Stdio::null())
@@ -235,11 +237,6 @@ impl RunningProcess {
     /// The main process's pid.
     pub fn pid(&self) -> u32 {
         self.pid
-    }
-
-    /// The tag every process of this tree carries.
-    pub fn tag(&self) -> &str {
-        &self.tag
     }
 
     /// Changes how long `next_line` keeps reading after the main process exited.

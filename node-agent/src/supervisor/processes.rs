@@ -17,9 +17,6 @@ use tokio::time::Instant;
 /// The environment variable that marks every process of a supervised tree.
 pub const PROCESS_TAG_ENV: &str = "FLATRENDER_PROCESS_TAG";
 
-/// Names of aerender and After Effects processes on Windows and macOS (docs/aerender.md §1.1).
-pub const AE_PROCESS_NAMES: &[&str] = &["aerender", "aerendercore", "AfterFX.com", "AfterFX", "After Effects"];
-
 /// How often a scan is repeated while waiting for processes to go.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// How long to wait for SIGKILLed / terminated processes to disappear before calling them survivors.
@@ -216,7 +213,7 @@ pub struct ProcessCount {
 }
 
 /// Counts live processes named like one of `names` (ASCII case-insensitive, `.exe` optional;
-/// e.g. [`AE_PROCESS_NAMES`]). Blocking: call it from `spawn_blocking`.
+/// e.g. [`crate::health::DEFAULT_AE_PROCESS_NAMES`]). Blocking: call it from `spawn_blocking`.
 pub fn count_processes_named(names: &[&str]) -> ProcessCount {
     let mut system = System::new();
     system.refresh_processes_specifics(

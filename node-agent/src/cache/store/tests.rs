@@ -50,21 +50,21 @@ fn verification_detects_damage() {
 
 /// Manifests naming unsafe paths, a foreign hash or a project outside the files are refused.
 #[test]
-fn check_manifest_refuses_inconsistent_manifests() {
+fn manifest_check_refuses_inconsistent_manifests() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (hash, manifest) = install_plain(dir.path(), b"RIFXproject");
-    assert_eq!(check_manifest(&manifest, &hash), Ok(()));
+    assert_eq!(manifest.check(&hash), Ok(()));
     let mut unsafe_path = manifest.clone();
     unsafe_path.files[0].path = "../project.aep".to_owned();
     unsafe_path.project = "../project.aep".to_owned();
-    assert!(check_manifest(&unsafe_path, &hash).is_err());
-    assert!(check_manifest(&manifest, &ContentHash::from_bytes([1; 32])).is_err());
+    assert!(unsafe_path.check(&hash).is_err());
+    assert!(manifest.check(&ContentHash::from_bytes([1; 32])).is_err());
     let mut missing_project = manifest.clone();
     missing_project.project = "other.aep".to_owned();
-    assert!(check_manifest(&missing_project, &hash).is_err());
+    assert!(missing_project.check(&hash).is_err());
     let mut future_format = manifest;
     future_format.format = 99;
-    assert!(check_manifest(&future_format, &hash).is_err());
+    assert!(future_format.check(&hash).is_err());
 }
 
 /// The scan removes temporary leftovers and bad entries, keeps good ones, ignores strangers.

@@ -246,6 +246,20 @@ async fn lone_carriage_returns_split_into_lines() {
     assert!(process.wait().await.success());
 }
 
+/// Every render gets the OpenMP duplicate-runtime workaround (`KMP_DUPLICATE_LIB_OK=TRUE`, as
+/// Deadline and AWS Deadline Cloud set it; docs/aerender.md), and a caller's `env` comes after it.
+#[tokio::test]
+async fn aerender_environment_is_given_to_every_render() {
+    let scratch = Scratch::new("aerender-env");
+    let script = r#"printf '%s|%s\n' "$KMP_DUPLICATE_LIB_OK" "$EXTRA""#;
+    let extra = [("EXTRA".to_owned(), "yes".to_owned())];
+    let mut process = spawn(Path::new("/bin/sh"), ["-c", script], &extra, &scratch.tag).unwrap();
+    let lines = read_all_lines(&mut process).await;
+    assert!(process.wait().await.success());
+    let texts: Vec<&str> = lines.iter().map(|line| line.text.as_str()).collect();
+    assert_eq!(texts, ["TRUE|yes"]);
+}
+
 /// Invalid UTF-8 (the double's OEM-code-page noise line) arrives as U+FFFD, raw bytes are kept.
 #[tokio::test]
 async fn invalid_utf8_is_decoded_lossily() {

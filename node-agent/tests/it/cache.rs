@@ -4,7 +4,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "cache/support.rs"]
 mod support;
 
 use std::sync::Arc;
