@@ -9,6 +9,7 @@ mod faults;
 mod hardening;
 mod jobs;
 mod leases;
+mod outages;
 mod reports;
 mod security;
 mod support;
