@@ -10,11 +10,14 @@ use std::{
     time::Duration,
 };
 
-use flatrender_proto::pb::{self, node_service_client::NodeServiceClient};
+use flatrender_proto::{
+    client::EndpointError,
+    pb::{self, node_service_client::NodeServiceClient},
+};
 use thiserror::Error;
 use tonic::{
     Code, Request, Status,
-    transport::{Certificate, Channel, ClientTlsConfig, Endpoint},
+    transport::{Channel, Endpoint},
 };
 use tracing::{debug, warn};
 
@@ -44,21 +47,14 @@ impl ClientError {
     }
 }
 
-/// A gRPC endpoint for `url`: TLS trusting only `ca_pem` for `https://`, plaintext for `http://`.
+/// A gRPC endpoint for `url`: TLS trusting only `ca_pem` for `https://`, plaintext for `http://`
+/// (the shared set-up of `flatrender_proto::client`, with the agent's own advice on errors).
 pub fn endpoint(url: &str, ca_pem: Option<&[u8]>) -> Result<Endpoint, String> {
-    let endpoint = Channel::from_shared(url.to_owned())
-        .map_err(|error| format!("bad endpoint {url}: {error}"))?
-        .connect_timeout(Duration::from_secs(5))
-        .tcp_keepalive(Some(Duration::from_secs(30)))
-        // Small request/reply calls: Nagle plus delayed ACK would add ~40 ms to each.
-        .tcp_nodelay(true);
-    if !url.starts_with("https://") {
-        return Ok(endpoint);
-    }
-    let ca = ca_pem.ok_or_else(|| format!("{url} uses TLS: set control_plane.ca_cert"))?;
-    endpoint
-        .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca)))
-        .map_err(|error| format!("TLS for {url}: {error}"))
+    flatrender_proto::client::endpoint(url, ca_pem, Duration::from_secs(5)).map_err(|error| match error {
+        EndpointError::MissingCa { .. } => format!("{url} uses TLS: set control_plane.ca_cert"),
+        EndpointError::InvalidUrl { source, .. } => format!("bad endpoint {url}: {source}"),
+        EndpointError::Tls { source, .. } => format!("TLS for {url}: {source}"),
+    })
 }
 
 /// Client for `NodeService` over several endpoints.
