@@ -12,3 +12,25 @@ mod parse_log_cli;
 mod retries;
 mod run_log_file;
 mod supervisor;
+
+/// `node-agent run` pointed at a control plane that is not there (nothing listens on port 1):
+/// it starts, logs to `log`, and keeps retrying registration. Scratch folders under `dir`.
+fn agent_without_control_plane(dir: &std::path::Path, log: &std::path::Path, name: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_node-agent"));
+    command
+        .arg("run")
+        .arg("--log-file")
+        .arg(log)
+        .env("FLATRENDER_AGENT_CONTROL_PLANE__ENDPOINTS", "http://127.0.0.1:1")
+        .env("FLATRENDER_AGENT_CONTROL_PLANE__JOIN_TOKEN", "fr_join_test")
+        .env("FLATRENDER_AGENT_NODE__NAME", name)
+        .env("FLATRENDER_AGENT_NODE__STATE_DIR", dir.join("state"))
+        .env("FLATRENDER_AGENT_CACHE__DIR", dir.join("cache"))
+        .env("FLATRENDER_AGENT_AERENDER__PATH", "/bin/sh")
+        .env("FLATRENDER_AGENT_AERENDER__OUTPUT_ROOT", dir.join("renders"))
+        .env("FLATRENDER_AGENT_METRICS__LISTEN", "")
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null());
+    command
+}

@@ -1,10 +1,7 @@
 //! The agent's retries of an unreachable control plane, run as a real process: exponential
 //! back-off with full jitter and a cap (`retry.rs`), so a farm does not reconnect in lock-step.
 
-use std::{
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::{process::Stdio, time::Duration};
 
 use tokio::time::Instant;
 
@@ -29,22 +26,7 @@ fn logged_delay(line: &str) -> Option<Duration> {
 async fn registration_retries_back_off_with_full_jitter() {
     let dir = tempfile::tempdir().expect("scratch folder");
     let log = dir.path().join("agent.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_node-agent"))
-        .arg("run")
-        .arg("--log-file")
-        .arg(&log)
-        // Nothing listens on port 1.
-        .env("FLATRENDER_AGENT_CONTROL_PLANE__ENDPOINTS", "http://127.0.0.1:1")
-        .env("FLATRENDER_AGENT_CONTROL_PLANE__JOIN_TOKEN", "fr_join_test")
-        .env("FLATRENDER_AGENT_NODE__NAME", "retry-test")
-        .env("FLATRENDER_AGENT_NODE__STATE_DIR", dir.path().join("state"))
-        .env("FLATRENDER_AGENT_CACHE__DIR", dir.path().join("cache"))
-        .env("FLATRENDER_AGENT_AERENDER__PATH", "/bin/sh")
-        .env("FLATRENDER_AGENT_AERENDER__OUTPUT_ROOT", dir.path().join("renders"))
-        .env("FLATRENDER_AGENT_METRICS__LISTEN", "")
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
+    let mut child = crate::agent_without_control_plane(dir.path(), &log, "retry-test")
         .stderr(Stdio::null())
         .spawn()
         .expect("node-agent starts");

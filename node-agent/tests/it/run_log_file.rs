@@ -1,10 +1,7 @@
 //! `node-agent run --log-file FILE` (what the Windows service runs): the agent's log goes to the
 //! file, without terminal colour codes, and not to stderr.
 
-use std::{
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::{process::Stdio, time::Duration};
 
 use tokio::time::Instant;
 
@@ -13,22 +10,7 @@ use tokio::time::Instant;
 async fn run_writes_its_log_to_the_log_file() {
     let dir = tempfile::tempdir().expect("scratch folder");
     let log = dir.path().join("logs").join("agent.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_node-agent"))
-        .arg("run")
-        .arg("--log-file")
-        .arg(&log)
-        // Nothing listens on port 1: the agent starts, logs, and keeps retrying registration.
-        .env("FLATRENDER_AGENT_CONTROL_PLANE__ENDPOINTS", "http://127.0.0.1:1")
-        .env("FLATRENDER_AGENT_CONTROL_PLANE__JOIN_TOKEN", "fr_join_test")
-        .env("FLATRENDER_AGENT_NODE__NAME", "log-file-test")
-        .env("FLATRENDER_AGENT_NODE__STATE_DIR", dir.path().join("state"))
-        .env("FLATRENDER_AGENT_CACHE__DIR", dir.path().join("cache"))
-        .env("FLATRENDER_AGENT_AERENDER__PATH", "/bin/sh")
-        .env("FLATRENDER_AGENT_AERENDER__OUTPUT_ROOT", dir.path().join("renders"))
-        .env("FLATRENDER_AGENT_METRICS__LISTEN", "")
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
+    let mut child = crate::agent_without_control_plane(dir.path(), &log, "log-file-test")
         .stderr(Stdio::piped())
         .spawn()
         .expect("node-agent starts");
