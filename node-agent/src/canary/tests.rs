@@ -1,6 +1,7 @@
 //! Unit tests of the canary's pure parts: which canary, the remembered success, the PNG check and
 //! the probe back-off. The render itself is tested end to end (tests/tests/e2e/operations.rs).
 
+use super::record::remember_success;
 use super::*;
 use crate::cache::CacheConfig;
 

@@ -24,7 +24,7 @@ pub(crate) use watch::supervise;
 
 use crate::{
     cache::{TemplateCache, TemplateSpec},
-    canary,
+    canary::record,
     client::ControlPlaneClient,
     config::AgentConfig,
     leases::{RunningLease, StopReason},
@@ -48,7 +48,7 @@ pub struct ChunkContext {
     pub metrics: Arc<AgentMetrics>,
     /// The aerender to run.
     pub install: AerenderInstall,
-    /// Prefix of this agent's process tags (see [`crate::service::process_tag_prefix`]).
+    /// Prefix of this agent's process tags (see `service::process_tag_prefix`).
     pub process_tag_prefix: String,
 }
 
@@ -336,11 +336,11 @@ async fn render(
     // Only a render that ran here proves something: frames all kept from disk do not.
     if let Some(frame) = first_rendered_frame {
         let frame_path = output_dir.join(pattern.file_name(frame));
-        let frame_size = tokio::task::spawn_blocking(move || canary::png_size(&frame_path))
+        let frame_size = tokio::task::spawn_blocking(move || record::png_size(&frame_path))
             .await
             .ok()
             .flatten();
-        let last_success = canary::LastSuccess {
+        let last_success = record::LastSuccess {
             template_hash: spec.hash.to_hex(),
             project_path: project.clone(),
             composition: assignment.composition.clone(),
@@ -349,7 +349,7 @@ async fn render(
             frame,
             frame_size,
         };
-        canary::remember_success(&config.node.state_dir, &last_success).await;
+        record::remember_success(&config.node.state_dir, &last_success).await;
     }
     info!(frame_job_id = %assignment.frame_job_id, frames = outputs.len(), "chunk rendered");
     Ok(outputs)
