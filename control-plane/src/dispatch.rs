@@ -8,10 +8,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use chrono::{DateTime, Utc};
-use flatrender_proto::types::{
-    ContentHash, FrameJobId, FrameRange, HttpUrl, JobId, LeaseToken, NodeId, SafeName, TemplateId, TenantId,
-};
+use flatrender_proto::types::{ContentHash, NodeId};
 use sqlx::{PgPool, postgres::PgListener};
 use tokio::{sync::Notify, time::Instant};
 use tokio_util::sync::CancellationToken;
@@ -19,9 +16,9 @@ use tracing::{debug, info, warn};
 
 use crate::{
     config::DispatchConfig,
-    db::{self, DbError, frame_jobs::ClaimedRow},
+    db::{self, DbError},
     error::ControlPlaneResult,
-    jobs::model::{OutputSpec, TemplateSpec},
+    jobs::model::{Assignment, TemplateSpec},
     metrics::Metrics,
     nodes::NodeRegistry,
     shutdown::sleep_or_shutdown,
@@ -31,67 +28,6 @@ use crate::{
 const CANDIDATE_WINDOW: i64 = 16;
 /// Tenants considered per claim, best-ranked first.
 const TENANTS_CONSIDERED: i64 = 16;
-
-/// A chunk leased to a node, with everything needed to render it.
-#[derive(Clone, Debug)]
-pub struct Assignment {
-    /// The chunk.
-    pub frame_job_id: FrameJobId,
-    /// Fencing token of this lease.
-    pub lease_token: LeaseToken,
-    /// When the lease lapses unless renewed.
-    pub lease_expires_at: DateTime<Utc>,
-    /// Its job.
-    pub job_id: JobId,
-    /// The job's tenant.
-    pub tenant_id: TenantId,
-    /// Position in the job.
-    pub chunk_index: i32,
-    /// Frames to render.
-    pub frame_range: FrameRange,
-    /// Template to render from.
-    pub template: TemplateSpec,
-    /// Composition.
-    pub composition: SafeName,
-    /// Frames per second.
-    pub fps: f64,
-    /// Output settings.
-    pub output: OutputSpec,
-    /// Frames already written on earlier attempts.
-    pub frames_already_written: Vec<i32>,
-    /// 1 for the first lease of this chunk.
-    pub attempt: i32,
-}
-
-impl TryFrom<ClaimedRow> for Assignment {
-    type Error = DbError;
-
-    fn try_from(row: ClaimedRow) -> Result<Self, Self::Error> {
-        let decode = |message: String| DbError::Other(sqlx::Error::Decode(message.into()));
-        let field = |error: flatrender_proto::types::FieldError| decode(format!("claimed chunk {}: {error}", row.id));
-        Ok(Assignment {
-            frame_job_id: FrameJobId::from_uuid(row.id),
-            lease_token: LeaseToken::new(row.lease_token, "lease_token").map_err(field)?,
-            lease_expires_at: row.lease_expires_at,
-            job_id: JobId::from_uuid(row.job_id),
-            tenant_id: TenantId::from_uuid(row.tenant_id),
-            chunk_index: row.chunk_index,
-            frame_range: FrameRange::new(row.frame_start, row.frame_end, "frame_range").map_err(field)?,
-            template: TemplateSpec {
-                template_id: TemplateId::from_uuid(row.template_id),
-                version: row.template_version,
-                url: HttpUrl::parse(&row.template_url, "template_url").map_err(field)?,
-                hash: ContentHash::from_slice(&row.template_hash, "template_hash").map_err(field)?,
-                size_bytes: row.template_size_bytes,
-            },
-            composition: SafeName::composition(&row.composition, "composition").map_err(field)?,
-            fps: row.fps,
-            output: serde_json::from_value(row.output_settings).map_err(|error| decode(error.to_string()))?,
-            frames_already_written: row.frames_written,
-            attempt: row.attempt,
-        })
-    }
-}
 
 /// How often the templates at the head of the queue are re-read.
 const HOT_TEMPLATES_REFRESH: Duration = Duration::from_secs(5);
@@ -169,21 +105,7 @@ impl Dispatcher {
 
     async fn read_hot_templates(&self) -> Result<Vec<TemplateSpec>, DbError> {
         let mut connection = self.pool.acquire().await?;
-        let rows = db::frame_jobs::hot_templates(&mut connection, 8).await?;
-        let decode = |message: String| DbError::Other(sqlx::Error::Decode(message.into()));
-        rows.into_iter()
-            .map(|row| {
-                Ok(TemplateSpec {
-                    template_id: TemplateId::from_uuid(row.template_id),
-                    version: row.template_version,
-                    url: HttpUrl::parse(&row.template_url, "template_url")
-                        .map_err(|error| decode(error.to_string()))?,
-                    hash: ContentHash::from_slice(&row.template_hash, "template_hash")
-                        .map_err(|error| decode(error.to_string()))?,
-                    size_bytes: row.template_size_bytes,
-                })
-            })
-            .collect()
+        db::frame_jobs::hot_templates(&mut connection, 8).await
     }
 
     /// Signals that work may be claimable (after a local submit or requeue).
@@ -246,9 +168,8 @@ impl Dispatcher {
             tenants_considered: TENANTS_CONSIDERED,
             bad_node_grace_seconds: self.config.bad_node_grace_seconds as f64,
         };
-        let rows = db::frame_jobs::claim(&mut connection, &request).await?;
-        self.metrics.observe_acquire(started.elapsed(), rows.len());
-        let assignments: Vec<Assignment> = rows.into_iter().map(Assignment::try_from).collect::<Result<_, _>>()?;
+        let assignments = db::frame_jobs::claim(&mut connection, &request).await?;
+        self.metrics.observe_acquire(started.elapsed(), assignments.len());
         for assignment in &assignments {
             info!(
                 job_id = %assignment.job_id, frame_job_id = %assignment.frame_job_id, %node_id,

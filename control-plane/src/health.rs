@@ -10,16 +10,12 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use crate::{
-    config::HealthConfig,
-    db::{self, health_logs::HealthSampleRow},
-    metrics::Metrics,
-};
+use crate::{config::HealthConfig, db, metrics::Metrics, views::HealthSample};
 
 /// The heartbeat side of ingestion.
 #[derive(Clone)]
 pub struct HealthIngest {
-    sender: mpsc::Sender<HealthSampleRow>,
+    sender: mpsc::Sender<HealthSample>,
     metrics: Arc<Metrics>,
 }
 
@@ -39,7 +35,7 @@ impl HealthIngest {
     }
 
     /// Queues samples without waiting; returns how many were accepted.
-    pub fn submit(&self, samples: Vec<HealthSampleRow>) -> usize {
+    pub fn submit(&self, samples: Vec<HealthSample>) -> usize {
         let mut accepted = 0;
         for sample in samples {
             self.metrics.node_health(&sample);
@@ -54,7 +50,7 @@ impl HealthIngest {
 
 async fn write_batches(
     pool: PgPool,
-    mut receiver: mpsc::Receiver<HealthSampleRow>,
+    mut receiver: mpsc::Receiver<HealthSample>,
     batch_size: usize,
     flush_interval: Duration,
     metrics: Arc<Metrics>,

@@ -15,8 +15,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::{
-    db::{self, frame_jobs::CompletionVerdict, health_logs::HealthSampleRow},
+    db::{self, frame_jobs::CompletionVerdict},
     shutdown::sleep_or_shutdown,
+    views::HealthSample,
 };
 
 const GAUGE_REFRESH: Duration = Duration::from_secs(5);
@@ -183,7 +184,7 @@ impl Metrics {
     }
 
     /// Updates a node's gauges from its latest sample.
-    pub fn node_health(&self, sample: &HealthSampleRow) {
+    pub fn node_health(&self, sample: &HealthSample) {
         let label = NodeLabel {
             node_id: sample.node_id.to_string(),
         };

@@ -1,6 +1,7 @@
-//! What ops see, as domain values: a node, a chunk, a crash, a cache entry, a partition. The
-//! repositories in `db` read rows and return these (row types stay private to `db`); the API
-//! turns them into protobuf in `api::convert`.
+//! Domain values that cross the repository boundary: what ops see (a node, a chunk, a crash, a
+//! cache entry, a partition) and what agents report (a health sample, cache entries). The
+//! repositories in `db` take and return these (row types stay private to `db`); the API builds
+//! them from validated requests and turns them into protobuf in `api::convert`.
 
 use chrono::{DateTime, Utc};
 use flatrender_proto::types::{
@@ -139,4 +140,37 @@ pub struct PartitionView {
     pub range_end: Option<DateTime<Utc>>,
     /// Planner estimate of rows.
     pub approximate_rows: i64,
+}
+
+/// One health sample.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HealthSample {
+    /// Reporting node.
+    pub node_id: NodeId,
+    /// When the agent took it.
+    pub recorded_at: DateTime<Utc>,
+    /// CPU use, 0..=100.
+    pub cpu_percent: f32,
+    /// Memory in use.
+    pub memory_used_bytes: i64,
+    /// Memory installed.
+    pub memory_total_bytes: i64,
+    /// Swap in use.
+    pub swap_used_bytes: i64,
+    /// Swap size.
+    pub swap_total_bytes: i64,
+    /// Free space on the template-cache volume.
+    pub cache_disk_free_bytes: i64,
+    /// Free space on the output volume.
+    pub output_disk_free_bytes: i64,
+    /// After Effects processes running.
+    pub ae_process_count: i32,
+    /// Their memory.
+    pub ae_memory_bytes: i64,
+    /// 1-minute load average.
+    pub load_average_1m: f32,
+    /// Machine uptime.
+    pub uptime_seconds: i64,
+    /// Whether aerender was running.
+    pub aerender_running: bool,
 }

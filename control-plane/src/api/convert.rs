@@ -7,8 +7,7 @@ use chrono::{DateTime, Utc};
 use flatrender_proto::pb;
 
 use crate::{
-    dispatch::Assignment,
-    jobs::{AudioSpec, Job, OutputSpec, TemplateSpec},
+    jobs::{AudioSpec, Job, OutputSpec, TemplateSpec, model::Assignment},
     views::{CacheEntryView, CrashView, FrameJobView, NodeView, PartitionView},
 };
 

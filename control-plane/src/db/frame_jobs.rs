@@ -3,11 +3,14 @@
 //! so a report from a node that lost the lease matches no row.
 
 use chrono::{DateTime, Utc};
-use flatrender_proto::types::{FrameJobId, JobId, LeaseToken, NodeId, TenantId};
+use flatrender_proto::types::{
+    ContentHash, FrameJobId, FrameRange, HttpUrl, JobId, LeaseToken, NodeId, SafeName, TemplateId, TenantId,
+};
 use sqlx::{Acquire, PgConnection};
 use uuid::Uuid;
 
 use super::DbError;
+use crate::jobs::model::{Assignment, TemplateSpec};
 
 /// The channel `NOTIFY`'d once per transaction that makes work claimable.
 pub const WORK_CHANNEL: &str = "flatrender_work";
@@ -30,7 +33,7 @@ pub(crate) struct ClaimRequest<'a> {
 
 /// A freshly leased chunk with what the node needs to render it.
 #[derive(Debug, sqlx::FromRow)]
-pub(crate) struct ClaimedRow {
+struct ClaimedRow {
     pub id: Uuid,
     pub job_id: Uuid,
     pub tenant_id: Uuid,
@@ -55,7 +58,7 @@ pub(crate) struct ClaimedRow {
 pub(crate) async fn claim(
     connection: &mut PgConnection,
     request: &ClaimRequest<'_>,
-) -> Result<Vec<ClaimedRow>, DbError> {
+) -> Result<Vec<Assignment>, DbError> {
     let rows = sqlx::query_as::<_, ClaimedRow>(include_str!("sql/claim.sql"))
         .bind(request.node_id.as_uuid())
         .bind(request.os)
@@ -71,7 +74,37 @@ pub(crate) async fn claim(
         .bind(request.bad_node_grace_seconds)
         .fetch_all(connection)
         .await?;
-    Ok(rows)
+    rows.into_iter().map(Assignment::try_from).collect()
+}
+
+impl TryFrom<ClaimedRow> for Assignment {
+    type Error = DbError;
+
+    fn try_from(row: ClaimedRow) -> Result<Self, Self::Error> {
+        let decode = |message: String| DbError::Other(sqlx::Error::Decode(message.into()));
+        let field = |error: flatrender_proto::types::FieldError| decode(format!("claimed chunk {}: {error}", row.id));
+        Ok(Assignment {
+            frame_job_id: FrameJobId::from_uuid(row.id),
+            lease_token: LeaseToken::new(row.lease_token, "lease_token").map_err(field)?,
+            lease_expires_at: row.lease_expires_at,
+            job_id: JobId::from_uuid(row.job_id),
+            tenant_id: TenantId::from_uuid(row.tenant_id),
+            chunk_index: row.chunk_index,
+            frame_range: FrameRange::new(row.frame_start, row.frame_end, "frame_range").map_err(field)?,
+            template: template_spec(
+                row.template_id,
+                row.template_version,
+                &row.template_url,
+                &row.template_hash,
+                row.template_size_bytes,
+            )?,
+            composition: SafeName::composition(&row.composition, "composition").map_err(field)?,
+            fps: row.fps,
+            output: serde_json::from_value(row.output_settings).map_err(|error| decode(error.to_string()))?,
+            frames_already_written: row.frames_written,
+            attempt: row.attempt,
+        })
+    }
 }
 
 /// Wakes nodes long-polling on every control plane (one NOTIFY per transaction, not per row).
@@ -403,7 +436,7 @@ pub(crate) async fn tenant_queues(connection: &mut PgConnection) -> Result<Vec<(
 
 /// A template at the head of the queue.
 #[derive(Clone, Debug, sqlx::FromRow)]
-pub(crate) struct HotTemplateRow {
+struct HotTemplateRow {
     pub template_hash: Vec<u8>,
     pub template_id: Uuid,
     pub template_version: i32,
@@ -413,7 +446,7 @@ pub(crate) struct HotTemplateRow {
 
 /// Distinct templates among the first pending chunks in dispatch order (what idle nodes should
 /// fetch before they are asked to render it).
-pub(crate) async fn hot_templates(connection: &mut PgConnection, limit: i64) -> Result<Vec<HotTemplateRow>, DbError> {
+pub(crate) async fn hot_templates(connection: &mut PgConnection, limit: i64) -> Result<Vec<TemplateSpec>, DbError> {
     let rows = sqlx::query_as::<_, HotTemplateRow>(
         "SELECT DISTINCT ON (head.template_hash) head.template_hash, j.template_id, j.template_version, j.template_url,
                 j.template_size_bytes
@@ -426,5 +459,26 @@ pub(crate) async fn hot_templates(connection: &mut PgConnection, limit: i64) -> 
     .bind(limit)
     .fetch_all(connection)
     .await?;
-    Ok(rows)
+    rows.into_iter()
+        .map(|row| {
+            template_spec(
+                row.template_id,
+                row.template_version,
+                &row.template_url,
+                &row.template_hash,
+                row.template_size_bytes,
+            )
+        })
+        .collect()
+}
+
+/// A stored template reference (validated when the job was submitted).
+fn template_spec(id: Uuid, version: i32, url: &str, hash: &[u8], size_bytes: i64) -> Result<TemplateSpec, DbError> {
+    Ok(TemplateSpec {
+        template_id: TemplateId::from_uuid(id),
+        version,
+        url: HttpUrl::parse(url, "template_url").map_err(super::corrupt)?,
+        hash: ContentHash::from_slice(hash, "template_hash").map_err(super::corrupt)?,
+        size_bytes,
+    })
 }

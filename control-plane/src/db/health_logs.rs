@@ -1,47 +1,13 @@
 //! `render.node_health_logs` (partitioned monthly): batched inserts of agent health samples.
 
-use chrono::{DateTime, Utc};
-use flatrender_proto::types::NodeId;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::DbError;
-
-/// One health sample.
-#[derive(Clone, Debug, PartialEq)]
-pub struct HealthSampleRow {
-    /// Reporting node.
-    pub node_id: NodeId,
-    /// When the agent took it.
-    pub recorded_at: DateTime<Utc>,
-    /// CPU use, 0..=100.
-    pub cpu_percent: f32,
-    /// Memory in use.
-    pub memory_used_bytes: i64,
-    /// Memory installed.
-    pub memory_total_bytes: i64,
-    /// Swap in use.
-    pub swap_used_bytes: i64,
-    /// Swap size.
-    pub swap_total_bytes: i64,
-    /// Free space on the template-cache volume.
-    pub cache_disk_free_bytes: i64,
-    /// Free space on the output volume.
-    pub output_disk_free_bytes: i64,
-    /// After Effects processes running.
-    pub ae_process_count: i32,
-    /// Their memory.
-    pub ae_memory_bytes: i64,
-    /// 1-minute load average.
-    pub load_average_1m: f32,
-    /// Machine uptime.
-    pub uptime_seconds: i64,
-    /// Whether aerender was running.
-    pub aerender_running: bool,
-}
+use crate::views::HealthSample;
 
 /// Inserts samples with one multi-row statement (arrays unnested server-side).
-pub(crate) async fn insert_batch(connection: &mut PgConnection, samples: &[HealthSampleRow]) -> Result<u64, DbError> {
+pub(crate) async fn insert_batch(connection: &mut PgConnection, samples: &[HealthSample]) -> Result<u64, DbError> {
     macro_rules! column {
         ($field:ident) => {
             samples.iter().map(|sample| sample.$field).collect::<Vec<_>>()

@@ -13,7 +13,7 @@ use crate::jobs::model::{AudioSpec, Job, JobProgressView, NewJob, Requirements, 
 
 /// Everything the API shows of a job, with its chunk aggregates.
 #[derive(Debug, sqlx::FromRow)]
-pub(crate) struct JobRow {
+struct JobRow {
     pub id: Uuid,
     pub tenant_id: Uuid,
     pub user_id: Uuid,

@@ -321,22 +321,12 @@ pub(crate) async fn count_by_state(connection: &mut PgConnection) -> Result<Vec<
     Ok(rows)
 }
 
-/// A cache entry reported by an agent.
-pub(crate) struct CacheEntryRow {
-    pub hash: ContentHash,
-    pub template_id: Option<Uuid>,
-    pub template_version: Option<i32>,
-    pub size_bytes: i64,
-    pub hits: i64,
-    pub last_used_at: DateTime<Utc>,
-}
-
 /// Applies a cache inventory change (or replaces the inventory when `full_sync`).
 pub(crate) async fn apply_cache_inventory(
     connection: &mut PgConnection,
     node_id: NodeId,
     full_sync: bool,
-    upserted: &[CacheEntryRow],
+    upserted: &[CacheEntryView],
     removed: &[ContentHash],
 ) -> Result<(), DbError> {
     let hashes: Vec<Vec<u8>> = upserted.iter().map(|entry| entry.hash.as_bytes().to_vec()).collect();
@@ -367,7 +357,7 @@ pub(crate) async fn apply_cache_inventory(
         )
         .bind(node_id.as_uuid())
         .bind(hashes)
-        .bind(upserted.iter().map(|entry| entry.template_id).collect::<Vec<_>>())
+        .bind(upserted.iter().map(|entry| entry.template_id.map(|id| id.as_uuid())).collect::<Vec<_>>())
         .bind(upserted.iter().map(|entry| entry.template_version).collect::<Vec<_>>())
         .bind(upserted.iter().map(|entry| entry.size_bytes).collect::<Vec<_>>())
         .bind(upserted.iter().map(|entry| entry.hits).collect::<Vec<_>>())

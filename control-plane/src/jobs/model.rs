@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use flatrender_proto::types::{
-    ContentHash, FrameRange, HttpUrl, JobId, JobKind, JobStatus, OperatingSystem, SafeName, TemplateId, TenantId,
-    UserId, Volume,
+    ContentHash, FrameJobId, FrameRange, HttpUrl, JobId, JobKind, JobStatus, LeaseToken, OperatingSystem, SafeName,
+    TemplateId, TenantId, UserId, Volume,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -219,6 +219,37 @@ pub struct Job {
     pub finished_at: Option<DateTime<Utc>>,
     /// Last change.
     pub updated_at: DateTime<Utc>,
+}
+
+/// A chunk leased to a node, with everything needed to render it.
+#[derive(Clone, Debug)]
+pub struct Assignment {
+    /// The chunk.
+    pub frame_job_id: FrameJobId,
+    /// Fencing token of this lease.
+    pub lease_token: LeaseToken,
+    /// When the lease lapses unless renewed.
+    pub lease_expires_at: DateTime<Utc>,
+    /// Its job.
+    pub job_id: JobId,
+    /// The job's tenant.
+    pub tenant_id: TenantId,
+    /// Position in the job.
+    pub chunk_index: i32,
+    /// Frames to render.
+    pub frame_range: FrameRange,
+    /// Template to render from.
+    pub template: TemplateSpec,
+    /// Composition.
+    pub composition: SafeName,
+    /// Frames per second.
+    pub fps: f64,
+    /// Output settings.
+    pub output: OutputSpec,
+    /// Frames already written on earlier attempts.
+    pub frames_already_written: Vec<i32>,
+    /// 1 for the first lease of this chunk.
+    pub attempt: i32,
 }
 
 #[cfg(test)]

@@ -13,14 +13,15 @@ use tracing::{instrument, warn};
 use super::{node_of, work::lease_claim};
 use crate::{
     api::{AppState, convert},
-    db::{self, health_logs::HealthSampleRow},
+    db,
     error::{ControlPlaneError, ControlPlaneResult},
     nodes::{self, NodeTransition},
+    views::{CacheEntryView, HealthSample},
 };
 
 const MAX_HEALTH_SAMPLES: usize = 1000;
 
-fn health_sample(node_id: NodeId, sample: &pb::HealthSample, index: usize) -> Result<HealthSampleRow, FieldError> {
+fn health_sample(node_id: NodeId, sample: &pb::HealthSample, index: usize) -> Result<HealthSample, FieldError> {
     let field = |name: &str| format!("health[{index}].{name}");
     let recorded_at = convert::from_timestamp(sample.recorded_at.as_ref())
         .ok_or_else(|| FieldError::new(field("recorded_at"), "is required"))?;
@@ -44,7 +45,7 @@ fn health_sample(node_id: NodeId, sample: &pb::HealthSample, index: usize) -> Re
     if !sample.load_average_1m.is_finite() || sample.load_average_1m < 0.0 {
         return Err(FieldError::new(field("load_average_1m"), "must be >= 0"));
     }
-    Ok(HealthSampleRow {
+    Ok(HealthSample {
         node_id,
         recorded_at,
         cpu_percent: sample.cpu_percent,
@@ -62,16 +63,13 @@ fn health_sample(node_id: NodeId, sample: &pb::HealthSample, index: usize) -> Re
     })
 }
 
-fn cache_entries(
-    inventory: &pb::CacheInventory,
-) -> Result<(Vec<db::nodes::CacheEntryRow>, Vec<ContentHash>), FieldError> {
+fn cache_entries(inventory: &pb::CacheInventory) -> Result<(Vec<CacheEntryView>, Vec<ContentHash>), FieldError> {
     let mut upserted = Vec::with_capacity(inventory.upserted.len());
     for (index, entry) in inventory.upserted.iter().enumerate() {
         let field = |name: &str| format!("cache.upserted[{index}].{name}");
-        upserted.push(db::nodes::CacheEntryRow {
+        upserted.push(CacheEntryView {
             hash: ContentHash::parse_hex(&entry.blake3_hex, &field("blake3_hex"))?,
-            template_id: TemplateId::parse_optional_field(&entry.template_id, &field("template_id"))?
-                .map(|id| id.as_uuid()),
+            template_id: TemplateId::parse_optional_field(&entry.template_id, &field("template_id"))?,
             template_version: (entry.template_version > 0).then_some(entry.template_version),
             size_bytes: entry.size_bytes.max(0),
             hits: entry.hits.max(0),
