@@ -185,12 +185,34 @@ impl Farm {
                 .map(|(key, value)| (key.to_string(), value.to_string()))
                 .collect(),
         };
-        farm.start_control_plane().await;
-        farm
+        // The ports were free when chosen, but any outgoing connection on the machine may take
+        // one before the control plane binds it: then it exits at once, and new ports are tried.
+        for _ in 0..3 {
+            if farm.spawn_control_plane().await {
+                return farm;
+            }
+            let (grpc_port, http_port) = (free_port(), free_port());
+            farm.grpc_port = grpc_port;
+            farm.endpoint = format!("http://127.0.0.1:{grpc_port}");
+            farm.http = SocketAddr::from(([127, 0, 0, 1], http_port));
+        }
+        panic!(
+            "control plane exited at start three times; see {}",
+            farm.dir.path().join("control-plane.log").display()
+        );
     }
 
     /// (Re)starts the control-plane process and waits until it serves.
     pub async fn start_control_plane(&mut self) {
+        assert!(
+            self.spawn_control_plane().await,
+            "control plane exited at start; see {}",
+            self.dir.path().join("control-plane.log").display()
+        );
+    }
+
+    /// Starts the control-plane process and waits until it serves (true) or exits (false).
+    async fn spawn_control_plane(&mut self) -> bool {
         let log = std::fs::File::create(self.dir.path().join("control-plane.log")).expect("log file");
         let mut command = Command::new(binary("control-plane"));
         command
@@ -213,18 +235,26 @@ impl Farm {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
-        self.control_plane = Some(command.spawn().expect("spawn control-plane"));
-        let ready = wait_until(WAIT_LIMIT, || async {
-            http_get(self.http, "/readyz")
+        let mut child = command.spawn().expect("spawn control-plane");
+        let deadline = tokio::time::Instant::now() + WAIT_LIMIT;
+        loop {
+            if http_get(self.http, "/readyz")
                 .await
                 .is_some_and(|body| body.contains("ready"))
-        })
-        .await;
-        assert!(
-            ready,
-            "control plane did not become ready; see {}",
-            self.dir.path().join("control-plane.log").display()
-        );
+            {
+                self.control_plane = Some(child);
+                return true;
+            }
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                return false;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "control plane did not become ready; see {}",
+                self.dir.path().join("control-plane.log").display()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Kills the control plane (SIGKILL), as a crash or an outage would.
