@@ -5,17 +5,22 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Each stage says when it starts (seconds since this script began), so a slow CI run shows where.
+stage() { echo "== [${SECONDS}s] $*" >&2; }
+
+stage "setup"
 scripts/setup.sh
 
-echo "== cargo fmt --check" >&2
+stage "cargo fmt --check"
 cargo fmt --all --check
-echo "== cargo clippy" >&2
+stage "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-echo "== cargo build" >&2
+stage "cargo build"
 cargo build --workspace --bins --locked
+stage "check-platforms"
 scripts/check-platforms.sh
 # frctl must build on an ops laptop without the server: none of the server's crates may reach it.
-echo "== frctl without the server's crates" >&2
+stage "frctl without the server's crates"
 frctl_tree=$(cargo tree -p frctl -e normal --locked --prefix none)
 if server_crates=$(grep -E '^(sqlx[a-z-]*|axum[a-z-]*|flatrender-control-plane) ' <<<"$frctl_tree"); then
   echo "FAIL: frctl depends on server crates:" >&2
@@ -29,7 +34,7 @@ fi
 # the tag when there is one).
 PROTO_BASELINE=70d150e79af0e7c6df0ecd814277a17fece48deb
 buf=.tools/node_modules/.bin/buf
-echo "== buf lint, buf breaking against $PROTO_BASELINE" >&2
+stage "buf lint, buf breaking against $PROTO_BASELINE"
 if ! git cat-file -e "$PROTO_BASELINE^{commit}" 2>/dev/null; then
   echo "FAIL: commit $PROTO_BASELINE (the proto baseline) is not in this clone; a shallow clone needs \`git fetch --unshallow\`" >&2
   exit 1
@@ -48,7 +53,7 @@ trap stop_pg EXIT
 DATABASE_URL=$(target/debug/control-plane pg start --data-dir "$pg_dir/cluster" --ephemeral)
 export DATABASE_URL
 
-echo "== tests" >&2
+stage "tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast "$@"
 else
@@ -78,7 +83,7 @@ farm_processes() {
   done
 }
 before=" $(farm_processes | cut -d' ' -f1 | tr '\n' ' ') "
-echo "== quickstart" >&2
+stage "quickstart"
 "$target_dir/debug/quickstart" --frames 40 --timeout 120 --data-dir "$demo_dir" </dev/null
 left=$(farm_processes | while read -r pid command_line; do
   case "$before" in *" $pid "*) ;; *) printf '%s %s\n' "$pid" "$command_line" ;; esac
@@ -88,4 +93,4 @@ if [ -n "$left" ]; then
   printf '%s\n' "$left" >&2
   exit 1
 fi
-echo "== quickstart: rendered the sample job and left no process behind" >&2
+stage "quickstart: rendered the sample job and left no process behind"
