@@ -75,6 +75,7 @@ fn output(spec: &OutputSpec) -> pb::OutputSettings {
         container: spec.container.clone(),
         width: spec.width,
         height: spec.height,
+        resolution: 0,
     }
 }
 
@@ -128,6 +129,8 @@ pub fn job(job: &Job) -> pb::RenderJob {
         started_at: timestamp_opt(job.started_at),
         finished_at: timestamp_opt(job.finished_at),
         updated_at: Some(timestamp(job.updated_at)),
+        scenes: Vec::new(),
+        audio: None,
     }
 }
 
@@ -147,6 +150,7 @@ pub fn assignment(assignment: &Assignment) -> pb::WorkAssignment {
         output: Some(output(&assignment.output)),
         frames_already_written: assignment.frames_already_written.clone(),
         attempt: assignment.attempt,
+        scene: None,
     }
 }
 

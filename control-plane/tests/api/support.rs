@@ -377,6 +377,8 @@ pub fn job_request(tenant: TenantId, start: i32, end: i32) -> pb::SubmitRenderJo
         }),
         has_voiceover: true,
         requirements: None,
+        scenes: Vec::new(),
+        audio: None,
     }
 }
 
