@@ -5,11 +5,13 @@
 //! - `pb`: code generated from `flatrender/render/v1/*.proto` (package `flatrender.render.v1`):
 //!   messages, and tonic clients and servers for `RenderService`, `NodeService`, `AdminService`.
 //! - `types`: validated domain ids and values (`TenantId`, `FrameRange`, `LeaseToken`, ...).
+//! - `content`: a saved project's scenes' field values, assets and audio, validated from the wire.
 //! - `convert`: protobuf ⇄ domain conversions; errors name the offending field.
 //! - `testing` (feature `testing`): helpers every test suite shares.
 //! - `client`: the gRPC endpoint a client of the control plane connects to (TLS trusting one CA).
 
 pub mod client;
+pub mod content;
 pub mod convert;
 #[cfg(feature = "testing")]
 pub mod testing;

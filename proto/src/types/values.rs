@@ -72,9 +72,24 @@ impl fmt::Display for FrameRange {
     }
 }
 
-/// BLAKE3 digest of a file (32 bytes), written as 64 lowercase hex characters.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// BLAKE3 digest of a file (32 bytes), written as 64 lowercase hex characters (also in JSON).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(into = "String", try_from = "String")]
 pub struct ContentHash([u8; 32]);
+
+impl From<ContentHash> for String {
+    fn from(hash: ContentHash) -> Self {
+        hash.to_hex()
+    }
+}
+
+impl TryFrom<String> for ContentHash {
+    type Error = FieldError;
+
+    fn try_from(hex: String) -> Result<Self, FieldError> {
+        Self::parse_hex(&hex, "blake3")
+    }
+}
 
 impl ContentHash {
     /// Wraps raw digest bytes.
