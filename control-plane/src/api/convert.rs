@@ -4,10 +4,13 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use flatrender_proto::pb;
+use flatrender_proto::{
+    content::{Field, ProjectAudio, Resolution, SceneContent},
+    pb,
+};
 
 use crate::{
-    jobs::{AudioSpec, Job, OutputSpec, TemplateSpec, model::Assignment},
+    jobs::{AudioSpec, Job, OutputSpec, SceneSpec, TemplateSpec, model::Assignment},
     views::{CacheEntryView, CrashView, FrameJobView, NodeView, PartitionView},
 };
 
@@ -75,7 +78,7 @@ fn output(spec: &OutputSpec) -> pb::OutputSettings {
         container: spec.container.clone(),
         width: spec.width,
         height: spec.height,
-        resolution: 0,
+        resolution: spec.resolution.map_or(0, Resolution::to_wire),
     }
 }
 
@@ -105,7 +108,7 @@ pub fn job(job: &Job) -> pb::RenderJob {
         music: audio(&spec.music),
         sfx: audio(&spec.sfx),
         voiceover: audio(&spec.voiceover),
-        has_voiceover: spec.voiceover.is_some(),
+        has_voiceover: spec.voiceover.is_some() || spec.audio.as_ref().is_some_and(|audio| audio.voiceover.is_some()),
         requirements: Some(pb::NodeRequirements {
             os: spec.requirements.os.map_or(0, |os| os.to_wire()),
             ae_version: spec.requirements.ae_version.clone().unwrap_or_default(),
@@ -129,8 +132,17 @@ pub fn job(job: &Job) -> pb::RenderJob {
         started_at: timestamp_opt(job.started_at),
         finished_at: timestamp_opt(job.finished_at),
         updated_at: Some(timestamp(job.updated_at)),
-        scenes: Vec::new(),
-        audio: None,
+        scenes: spec.scenes.iter().map(scene).collect(),
+        audio: spec.audio.as_ref().map(ProjectAudio::to_wire),
+    }
+}
+
+fn scene(spec: &SceneSpec) -> pb::Scene {
+    pb::Scene {
+        scene_id: spec.scene_id.map(|id| id.to_string()).unwrap_or_default(),
+        composition: spec.composition.to_string(),
+        frame_range: Some(spec.frame_range.into()),
+        fields: spec.fields.iter().map(Field::to_wire).collect(),
     }
 }
 
@@ -150,7 +162,7 @@ pub fn assignment(assignment: &Assignment) -> pb::WorkAssignment {
         output: Some(output(&assignment.output)),
         frames_already_written: assignment.frames_already_written.clone(),
         attempt: assignment.attempt,
-        scene: None,
+        scene: assignment.scene.as_ref().map(SceneContent::to_wire),
     }
 }
 

@@ -3,6 +3,7 @@
 //! so a report from a node that lost the lease matches no row.
 
 use chrono::{DateTime, Utc};
+use flatrender_proto::content::SceneContent;
 use flatrender_proto::types::{
     ContentHash, FrameJobId, FrameRange, HttpUrl, JobId, LeaseToken, NodeId, SafeName, TemplateId, TenantId,
 };
@@ -52,6 +53,9 @@ struct ClaimedRow {
     pub composition: String,
     pub fps: f64,
     pub output_settings: serde_json::Value,
+    pub scene_index: Option<i32>,
+    pub scene_id: Option<Uuid>,
+    pub scene_fields: Option<serde_json::Value>,
 }
 
 /// Claims chunks for a node (see `sql/claim.sql`).
@@ -103,6 +107,16 @@ impl TryFrom<ClaimedRow> for Assignment {
             output: serde_json::from_value(row.output_settings).map_err(|error| decode(error.to_string()))?,
             frames_already_written: row.frames_written,
             attempt: row.attempt,
+            scene: match row.scene_index {
+                None => None,
+                Some(index) => Some(SceneContent {
+                    index: u32::try_from(index)
+                        .map_err(|_| decode(format!("claimed chunk {}: scene {index}", row.id)))?,
+                    scene_id: row.scene_id,
+                    fields: serde_json::from_value(row.scene_fields.unwrap_or_default())
+                        .map_err(|error| decode(format!("claimed chunk {}: scene fields: {error}", row.id)))?,
+                }),
+            },
         })
     }
 }

@@ -8,8 +8,8 @@ use flatrender_proto::types::{
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::DbError;
-use crate::jobs::model::{AudioSpec, Job, JobProgressView, NewJob, Requirements, TemplateSpec};
+use super::{DbError, job_scenes};
+use crate::jobs::model::{AudioSpec, ChunkPlan, Job, JobProgressView, NewJob, Requirements, TemplateSpec};
 
 /// Everything the API shows of a job, with its chunk aggregates.
 #[derive(Debug, sqlx::FromRow)]
@@ -37,6 +37,7 @@ struct JobRow {
     pub sfx_volume: Option<f64>,
     pub voiceover_url: Option<String>,
     pub voiceover_volume: Option<f64>,
+    pub audio: Option<serde_json::Value>,
     pub required_os: Option<String>,
     pub required_ae_version: Option<String>,
     pub required_tags: Vec<String>,
@@ -59,7 +60,7 @@ const JOB_COLUMNS: &str = "j.id, j.tenant_id, j.user_id, j.saved_project_id, j.i
     j.template_id, j.template_version, j.template_url, j.template_hash, j.template_size_bytes, j.composition,
     j.frame_start, j.frame_end, j.fps::float8 AS fps, j.output_settings, j.music_url, j.music_volume::float8 AS music_volume,
     j.sfx_url, j.sfx_volume::float8 AS sfx_volume, j.voiceover_url, j.voiceover_volume::float8 AS voiceover_volume,
-    j.required_os, j.required_ae_version, j.required_tags, j.max_attempts, j.status, j.frames_total,
+    j.audio, j.required_os, j.required_ae_version, j.required_tags, j.max_attempts, j.status, j.frames_total,
     j.chunks_total, j.chunks_completed, j.failure_reason, j.created_at, j.started_at, j.finished_at, j.updated_at,
     agg.frames_done, agg.chunks_leased, agg.seconds_per_frame";
 
@@ -70,25 +71,60 @@ const CHUNK_AGGREGATE: &str = "CROSS JOIN LATERAL (
                AS seconds_per_frame
     FROM render.frame_jobs f WHERE f.job_id = j.id) agg";
 
-/// Inserts a job and its chunks; returns `None` when the idempotency key already names a job.
+/// Inserts a job, its scenes and its chunks; returns `None` when the idempotency key already
+/// names a job.
 pub(crate) async fn insert_with_chunks(
     connection: &mut PgConnection,
     job: &NewJob,
-    chunks: &[FrameRange],
+    chunks: &[ChunkPlan],
+    chunk_size: i32,
     max_attempts: i32,
 ) -> Result<Option<JobId>, DbError> {
-    let output_settings =
-        serde_json::to_value(&job.output).map_err(|error| DbError::Other(sqlx::Error::Decode(error.into())))?;
-    let chunk_size = chunks.first().map_or(1, FrameRange::len);
+    let encode = |error: serde_json::Error| DbError::Other(sqlx::Error::Decode(error.into()));
+    let output_settings = serde_json::to_value(&job.output).map_err(encode)?;
+    let audio = job
+        .audio
+        .as_ref()
+        .map(serde_json::to_value)
+        .transpose()
+        .map_err(encode)?;
+    // The seed's audio columns keep their meaning for a project's audio too.
+    let project_music = job.audio.as_ref().and_then(|audio| audio.music.as_ref());
+    let project_voiceover = job.audio.as_ref().and_then(|audio| audio.voiceover.as_ref());
+    let music_url = job
+        .music
+        .as_ref()
+        .map(|track| track.url.as_str())
+        .or(project_music.map(|music| music.file.url.as_str()));
+    let music_volume = job
+        .music
+        .as_ref()
+        .map(|track| track.volume.get())
+        .or(project_music.map(|music| music.volume.get()));
+    let sfx_volume = job
+        .sfx
+        .as_ref()
+        .map(|track| track.volume.get())
+        .or(job.audio.as_ref().map(|audio| audio.sfx_volume.get()));
+    let voiceover_url = job
+        .voiceover
+        .as_ref()
+        .map(|track| track.url.as_str())
+        .or(project_voiceover.map(|voice| voice.file.url.as_str()));
+    let voiceover_volume = job
+        .voiceover
+        .as_ref()
+        .map(|track| track.volume.get())
+        .or(project_voiceover.map(|voice| voice.volume.get()));
     let id: Option<Uuid> = sqlx::query_scalar(
         "INSERT INTO render.render_jobs (
             tenant_id, user_id, saved_project_id, idempotency_key, kind, priority, template_id, template_version,
             template_url, template_hash, template_size_bytes, composition, frame_start, frame_end, fps, output_settings,
             music_url, music_volume, sfx_url, sfx_volume, voiceover_url, voiceover_volume, has_voiceover,
             required_os, required_ae_version, required_tags, chunk_size, max_attempts, frames_total, chunks_total,
-            request_hash)
+            request_hash, audio)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22,
-                 $23, $24, $25, $26, $27, $28, $29, $30, $31)
+                 $23, $24, $25, $26, $27, $28, $29, $30, $31, $32)
          ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
          RETURNING id",
     )
@@ -108,13 +144,13 @@ pub(crate) async fn insert_with_chunks(
     .bind(job.frame_range.end())
     .bind(job.fps)
     .bind(output_settings)
-    .bind(job.music.as_ref().map(|track| track.url.as_str()))
-    .bind(job.music.as_ref().map(|track| track.volume.get()))
+    .bind(music_url)
+    .bind(music_volume)
     .bind(job.sfx.as_ref().map(|track| track.url.as_str()))
-    .bind(job.sfx.as_ref().map(|track| track.volume.get()))
-    .bind(job.voiceover.as_ref().map(|track| track.url.as_str()))
-    .bind(job.voiceover.as_ref().map(|track| track.volume.get()))
-    .bind(job.voiceover.is_some())
+    .bind(sfx_volume)
+    .bind(voiceover_url)
+    .bind(voiceover_volume)
+    .bind(voiceover_url.is_some())
     .bind(job.requirements.os.map(|os| os.as_str()))
     .bind(&job.requirements.ae_version)
     .bind(&job.requirements.tags)
@@ -123,24 +159,31 @@ pub(crate) async fn insert_with_chunks(
     .bind(i32::try_from(job.frame_range.len()).unwrap_or(i32::MAX))
     .bind(i32::try_from(chunks.len()).unwrap_or(i32::MAX))
     .bind(&job.request_hash()[..])
+    .bind(audio)
     .fetch_optional(&mut *connection)
     .await?;
     let Some(id) = id else {
         return Ok(None);
     };
+    job_scenes::insert(connection, id, &job.scenes).await?;
     let indexes: Vec<i32> = (0..).take(chunks.len()).collect();
-    let starts: Vec<i32> = chunks.iter().map(FrameRange::start).collect();
-    let ends: Vec<i32> = chunks.iter().map(FrameRange::end).collect();
+    let starts: Vec<i32> = chunks.iter().map(|chunk| chunk.frames.start()).collect();
+    let ends: Vec<i32> = chunks.iter().map(|chunk| chunk.frames.end()).collect();
+    let scene_indexes: Vec<Option<i32>> = chunks.iter().map(|chunk| chunk.scene_index).collect();
     sqlx::query(
-        "INSERT INTO render.frame_jobs (job_id, tenant_id, chunk_index, frame_start, frame_end, priority, queued_at, template_hash)
-         SELECT j.id, j.tenant_id, c.chunk_index, c.frame_start, c.frame_end, j.priority, j.created_at, j.template_hash
-         FROM render.render_jobs j, unnest($2::int4[], $3::int4[], $4::int4[]) AS c(chunk_index, frame_start, frame_end)
+        "INSERT INTO render.frame_jobs (job_id, tenant_id, chunk_index, frame_start, frame_end, priority, queued_at,
+                                        template_hash, scene_index)
+         SELECT j.id, j.tenant_id, c.chunk_index, c.frame_start, c.frame_end, j.priority, j.created_at, j.template_hash,
+                c.scene_index
+         FROM render.render_jobs j,
+              unnest($2::int4[], $3::int4[], $4::int4[], $5::int4[]) AS c(chunk_index, frame_start, frame_end, scene_index)
          WHERE j.id = $1",
     )
     .bind(id)
     .bind(indexes)
     .bind(starts)
     .bind(ends)
+    .bind(scene_indexes)
     .execute(&mut *connection)
     .await?;
     Ok(Some(JobId::from_uuid(id)))
@@ -161,15 +204,31 @@ pub(crate) async fn find_by_idempotency_key(
     Ok(row.map(|(id, hash)| (JobId::from_uuid(id), hash)))
 }
 
+/// How much of a project a read brings back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Detail {
+    /// Scenes with their field values.
+    Full,
+    /// Scenes without field values (watches poll; lists carry many jobs).
+    Summary,
+}
+
 /// One job with its progress.
-pub(crate) async fn get(connection: &mut PgConnection, id: JobId) -> Result<Option<Job>, DbError> {
+pub(crate) async fn get(connection: &mut PgConnection, id: JobId, detail: Detail) -> Result<Option<Job>, DbError> {
     let row = sqlx::query_as::<_, JobRow>(&format!(
         "SELECT {JOB_COLUMNS} FROM render.render_jobs j {CHUNK_AGGREGATE} WHERE j.id = $1"
     ))
     .bind(id.as_uuid())
-    .fetch_optional(connection)
+    .fetch_optional(&mut *connection)
     .await?;
-    row.map(Job::try_from).transpose()
+    let Some(mut job) = row.map(Job::try_from).transpose()? else {
+        return Ok(None);
+    };
+    job.spec.scenes = job_scenes::of_jobs(connection, &[id], detail == Detail::Full)
+        .await?
+        .remove(&id)
+        .unwrap_or_default();
+    Ok(Some(job))
 }
 
 /// Filters for listing jobs.
@@ -204,9 +263,15 @@ pub(crate) async fn list(connection: &mut PgConnection, filter: &JobFilter) -> R
     .bind(filter.after.map(|(created_at, _)| created_at))
     .bind(filter.after.map(|(_, id)| id.as_uuid()))
     .bind(filter.limit)
-    .fetch_all(connection)
+    .fetch_all(&mut *connection)
     .await?;
-    rows.into_iter().map(Job::try_from).collect()
+    let mut jobs = rows.into_iter().map(Job::try_from).collect::<Result<Vec<_>, _>>()?;
+    let ids: Vec<JobId> = jobs.iter().map(|job| job.id).collect();
+    let mut scenes = job_scenes::of_jobs(connection, &ids, false).await?;
+    for job in &mut jobs {
+        job.spec.scenes = scenes.remove(&job.id).unwrap_or_default();
+    }
+    Ok(jobs)
 }
 
 /// Locks job rows in id order (the schema's lock order: jobs before chunks, each by id).
@@ -348,6 +413,15 @@ fn job_from_row(row: JobRow, status: JobStatus, progress: JobProgressView) -> Re
             })),
         }
     };
+    // A project's audio replaces the first API's tracks (the seed columns filled from it are
+    // not read back as such).
+    let audio: Option<flatrender_proto::content::ProjectAudio> = row
+        .audio
+        .clone()
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|error| format!("stored job {}: audio: {error}", row.id))?;
+    let legacy = audio.is_none();
     let spec = NewJob {
         tenant_id: TenantId::from_uuid(row.tenant_id),
         user_id: UserId::from_uuid(row.user_id),
@@ -367,9 +441,23 @@ fn job_from_row(row: JobRow, status: JobStatus, progress: JobProgressView) -> Re
         fps: row.fps,
         output: serde_json::from_value(row.output_settings.clone())
             .map_err(|error| format!("stored job {}: output_settings: {error}", row.id))?,
-        music: track(&row.music_url, row.music_volume, "music")?,
-        sfx: track(&row.sfx_url, row.sfx_volume, "sfx")?,
-        voiceover: track(&row.voiceover_url, row.voiceover_volume, "voiceover")?,
+        scenes: Vec::new(),
+        music: if legacy {
+            track(&row.music_url, row.music_volume, "music")?
+        } else {
+            None
+        },
+        sfx: if legacy {
+            track(&row.sfx_url, row.sfx_volume, "sfx")?
+        } else {
+            None
+        },
+        voiceover: if legacy {
+            track(&row.voiceover_url, row.voiceover_volume, "voiceover")?
+        } else {
+            None
+        },
+        audio,
         requirements: Requirements {
             os: row.required_os.as_deref().and_then(OperatingSystem::parse),
             ae_version: row.required_ae_version.clone(),

@@ -7,6 +7,7 @@ pub mod crashes;
 pub mod frame_job_admin;
 pub mod frame_jobs;
 pub mod health_logs;
+pub mod job_scenes;
 pub mod jobs;
 pub mod migrate;
 pub mod nodes;

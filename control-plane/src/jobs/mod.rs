@@ -4,7 +4,8 @@
 
 pub mod model;
 
-pub use model::{AudioSpec, Job, NewJob, OutputSpec, Requirements, TemplateSpec};
+pub use crate::db::jobs::Detail;
+pub use model::{AudioSpec, ChunkPlan, Job, NewJob, OutputSpec, Requirements, SceneSpec, TemplateSpec};
 
 use flatrender_proto::types::{JobId, JobStatus};
 use sqlx::PgPool;
@@ -25,6 +26,35 @@ pub fn chunk_size_for(frames: i64, config: &DispatchConfig) -> i32 {
     i32::try_from(spread.clamp(1, i64::from(config.chunk_frames.max(1)))).unwrap_or(1)
 }
 
+/// The chunks of a job: its frames cut into `chunk_size` pieces, or each scene's frames for a
+/// project (a chunk never spans two scenes; `chunk_index` counts on across scenes, in play order).
+pub fn plan_chunks(job: &NewJob, chunk_size: i32) -> Vec<ChunkPlan> {
+    if job.scenes.is_empty() {
+        return job
+            .frame_range
+            .chunks(chunk_size)
+            .into_iter()
+            .map(|frames| ChunkPlan {
+                scene_index: None,
+                frames,
+            })
+            .collect();
+    }
+    (0..)
+        .zip(&job.scenes)
+        .flat_map(|(index, scene)| {
+            scene
+                .frame_range
+                .chunks(chunk_size)
+                .into_iter()
+                .map(move |frames| ChunkPlan {
+                    scene_index: Some(index),
+                    frames,
+                })
+        })
+        .collect()
+}
+
 /// Submits a job: one transaction inserts the job and all its chunks and wakes waiting nodes.
 /// Returns the job and whether it was created (false: the idempotency key matched).
 pub async fn submit(pool: &PgPool, job: &NewJob, config: &DispatchConfig) -> ControlPlaneResult<(Job, bool)> {
@@ -39,9 +69,11 @@ pub async fn submit(pool: &PgPool, job: &NewJob, config: &DispatchConfig) -> Con
         )
         .into());
     }
-    let chunks = job.frame_range.chunks(chunk_size_for(job.frame_range.len(), config));
+    let chunk_size = chunk_size_for(job.frame_range.len(), config);
+    let chunks = plan_chunks(job, chunk_size);
     let mut transaction = pool.begin().await?;
-    let inserted = db::jobs::insert_with_chunks(&mut transaction, job, &chunks, config.max_attempts).await?;
+    let inserted =
+        db::jobs::insert_with_chunks(&mut transaction, job, &chunks, chunk_size, config.max_attempts).await?;
     let (id, created) = match inserted {
         Some(id) => {
             db::frame_jobs::notify_work(&mut transaction).await?;
@@ -62,7 +94,7 @@ pub async fn submit(pool: &PgPool, job: &NewJob, config: &DispatchConfig) -> Con
             (existing, false)
         }
     };
-    let stored = db::jobs::get(&mut transaction, id)
+    let stored = db::jobs::get(&mut transaction, id, Detail::Full)
         .await?
         .ok_or_else(|| ControlPlaneError::NotFound(format!("job {id}")))?;
     transaction.commit().await?;
@@ -72,10 +104,10 @@ pub async fn submit(pool: &PgPool, job: &NewJob, config: &DispatchConfig) -> Con
     Ok((stored, created))
 }
 
-/// Reads one job.
-pub async fn get(pool: &PgPool, id: JobId) -> ControlPlaneResult<Job> {
+/// Reads one job; `detail` says whether a project's field values come along.
+pub async fn get(pool: &PgPool, id: JobId, detail: Detail) -> ControlPlaneResult<Job> {
     let mut connection = pool.acquire().await?;
-    db::jobs::get(&mut connection, id)
+    db::jobs::get(&mut connection, id, detail)
         .await?
         .ok_or_else(|| ControlPlaneError::NotFound(format!("job {id}")))
 }
@@ -95,7 +127,7 @@ pub async fn cancel(pool: &PgPool, id: JobId, reason: &str) -> ControlPlaneResul
     db::jobs::cancel(&mut transaction, id).await?;
     transaction.commit().await?;
     info!(job_id = %id, reason, "job cancelled");
-    get(pool, id).await
+    get(pool, id, Detail::Full).await
 }
 
 /// Requeues a failed or cancelled job's unfinished chunks; returns the job and how many moved.
@@ -113,7 +145,7 @@ pub async fn retry(pool: &PgPool, id: JobId) -> ControlPlaneResult<(Job, u64)> {
     db::frame_jobs::notify_work(&mut transaction).await?;
     transaction.commit().await?;
     info!(job_id = %id, requeued, "job retried");
-    Ok((get(pool, id).await?, requeued))
+    Ok((get(pool, id, Detail::Full).await?, requeued))
 }
 
 /// Lists jobs (see [`db::jobs::JobFilter`]).

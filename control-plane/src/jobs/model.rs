@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use flatrender_proto::content::{Field, ProjectAudio, Resolution, SceneContent};
 use flatrender_proto::types::{
     ContentHash, FrameJobId, FrameRange, HttpUrl, JobId, JobKind, JobStatus, LeaseToken, OperatingSystem, SafeName,
     TemplateId, TenantId, UserId, Volume,
@@ -41,6 +42,32 @@ pub struct OutputSpec {
     pub width: i32,
     /// Height in pixels (0: the comp's).
     pub height: i32,
+    /// Size of the encoded video as requested (`None`: 1080p for video containers). Absent from
+    /// the stored JSON when unset, so jobs stored before it existed hash and read alike.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<Resolution>,
+}
+
+/// One chunk to create: its frames, and its scene for a project (`None`: the job's composition).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkPlan {
+    /// Index of the scene in play order.
+    pub scene_index: Option<i32>,
+    /// Frames, in the scene's composition's numbering.
+    pub frames: FrameRange,
+}
+
+/// A scene of a saved project: a composition of the template, its frames, the user's values.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SceneSpec {
+    /// `content.scenes.id`, when the scene has one.
+    pub scene_id: Option<Uuid>,
+    /// Its composition.
+    pub composition: SafeName,
+    /// Its frames, in the composition's numbering.
+    pub frame_range: FrameRange,
+    /// The user's values (empty when read without them: lists and watches).
+    pub fields: Vec<Field>,
 }
 
 /// One audio track.
@@ -80,10 +107,12 @@ pub struct NewJob {
     pub priority: i16,
     /// Template.
     pub template: TemplateSpec,
-    /// Composition to render.
+    /// Composition to render (a project's: its first scene's).
     pub composition: SafeName,
-    /// Frames.
+    /// Frames (a project's: the video's frames, numbered from 0).
     pub frame_range: FrameRange,
+    /// A saved project's scenes in play order; empty for a single-composition job.
+    pub scenes: Vec<SceneSpec>,
     /// Frames per second.
     pub fps: f64,
     /// Output.
@@ -94,6 +123,8 @@ pub struct NewJob {
     pub sfx: Option<AudioSpec>,
     /// Voiceover track (`has_voiceover` is derived from it).
     pub voiceover: Option<AudioSpec>,
+    /// A project's audio in full (music, cues, voiceover).
+    pub audio: Option<ProjectAudio>,
     /// Node requirements.
     pub requirements: Requirements,
 }
@@ -139,6 +170,18 @@ impl NewJob {
         tags.sort();
         tags.dedup();
         canonical.put("requirements.tags", &tags.join(","));
+        // Labelled only when present, so a single-composition job hashes as it did before
+        // projects existed (its stored hash must still match a resubmission).
+        for (index, scene) in self.scenes.iter().enumerate() {
+            canonical.put(&format!("scenes[{index}].scene_id"), &format!("{:?}", scene.scene_id));
+            canonical.put(&format!("scenes[{index}].composition"), scene.composition.as_str());
+            canonical.put(&format!("scenes[{index}].frame_range"), &scene.frame_range.to_string());
+            let fields = serde_json::to_string(&scene.fields).unwrap_or_default();
+            canonical.put(&format!("scenes[{index}].fields"), &fields);
+        }
+        if let Some(audio) = &self.audio {
+            canonical.put("audio", &serde_json::to_string(audio).unwrap_or_default());
+        }
         *canonical.hasher.finalize().as_bytes()
     }
 }
@@ -250,6 +293,8 @@ pub struct Assignment {
     pub frames_already_written: Vec<i32>,
     /// 1 for the first lease of this chunk.
     pub attempt: i32,
+    /// The saved-project scene of this chunk; `None` for a single-composition job.
+    pub scene: Option<SceneContent>,
 }
 
 #[cfg(test)]

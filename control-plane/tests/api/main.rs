@@ -10,6 +10,7 @@ mod hardening;
 mod jobs;
 mod leases;
 mod outages;
+mod projects;
 mod reports;
 mod security;
 mod support;

@@ -363,6 +363,67 @@ impl SceneContent {
     }
 }
 
+/// Size of a delivered video: a height, with the width at 16:9.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Resolution {
+    /// 854×480.
+    #[serde(rename = "480p")]
+    P480,
+    /// 1280×720.
+    #[serde(rename = "720p")]
+    P720,
+    /// 1920×1080.
+    #[serde(rename = "1080p")]
+    P1080,
+    /// 3840×2160.
+    #[serde(rename = "4k")]
+    K4,
+}
+
+impl Resolution {
+    /// From the wire; `UNSPECIFIED` is `None`, unknown numbers name `field`.
+    pub fn from_wire_optional(value: i32, field: &str) -> Result<Option<Self>, FieldError> {
+        match pb::Resolution::try_from(value) {
+            Ok(pb::Resolution::Unspecified) => Ok(None),
+            Ok(pb::Resolution::Resolution480p) => Ok(Some(Self::P480)),
+            Ok(pb::Resolution::Resolution720p) => Ok(Some(Self::P720)),
+            Ok(pb::Resolution::Resolution1080p) => Ok(Some(Self::P1080)),
+            Ok(pb::Resolution::Resolution4k) => Ok(Some(Self::K4)),
+            Err(_) => Err(FieldError::new(field, "must be a known Resolution")),
+        }
+    }
+
+    /// The wire number.
+    pub fn to_wire(self) -> i32 {
+        (match self {
+            Self::P480 => pb::Resolution::Resolution480p,
+            Self::P720 => pb::Resolution::Resolution720p,
+            Self::P1080 => pb::Resolution::Resolution1080p,
+            Self::K4 => pb::Resolution::Resolution4k,
+        }) as i32
+    }
+
+    /// Width and height in pixels.
+    pub fn size(self) -> (u32, u32) {
+        match self {
+            Self::P480 => (854, 480),
+            Self::P720 => (1280, 720),
+            Self::P1080 => (1920, 1080),
+            Self::K4 => (3840, 2160),
+        }
+    }
+
+    /// `480p`, `720p`, `1080p` or `4k`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::P480 => "480p",
+            Self::P720 => "720p",
+            Self::P1080 => "1080p",
+            Self::K4 => "4k",
+        }
+    }
+}
+
 /// An optional UUID (empty: none).
 pub fn optional_uuid(text: &str, field: &str) -> Result<Option<Uuid>, FieldError> {
     if text.is_empty() {

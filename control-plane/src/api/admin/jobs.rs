@@ -115,7 +115,7 @@ pub(super) async fn list_frame_jobs(
         .map(|(index, state)| FrameJobState::from_wire(*state, &format!("states[{index}]")))
         .collect::<Result<Vec<_>, _>>()?;
     // An unknown job is not found, not an empty list.
-    jobs::get(&state.pool, job_id).await?;
+    jobs::get(&state.pool, job_id, jobs::Detail::Summary).await?;
     let mut connection = state.pool.acquire().await?;
     let rows = db::frame_job_admin::list_for_job(&mut connection, job_id, &states).await?;
     Ok(pb::ListFrameJobsResponse {

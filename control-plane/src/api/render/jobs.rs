@@ -17,7 +17,7 @@ use crate::{
     auth::{Principal, TenantScope},
     db::jobs::JobFilter,
     error::{ControlPlaneError, ControlPlaneResult},
-    jobs::{self, Job},
+    jobs::{self, Detail, Job},
 };
 
 const WATCH_POLL: Duration = Duration::from_millis(250);
@@ -26,8 +26,13 @@ const WATCH_POLL: Duration = Duration::from_millis(250);
 pub type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchRenderJobResponse, Status>> + Send>>;
 
 /// Loads a job the caller may see; others' jobs are indistinguishable from missing ones.
-async fn visible_job(state: &AppState, principal: &Principal, job_id: JobId) -> ControlPlaneResult<Job> {
-    let job = jobs::get(&state.pool, job_id).await?;
+async fn visible_job(
+    state: &AppState,
+    principal: &Principal,
+    job_id: JobId,
+    detail: Detail,
+) -> ControlPlaneResult<Job> {
+    let job = jobs::get(&state.pool, job_id, detail).await?;
     if !principal.can_access(job.spec.tenant_id) {
         return Err(ControlPlaneError::NotFound(format!("job {job_id}")));
     }
@@ -55,7 +60,7 @@ pub(super) async fn get_render_job(
 ) -> ControlPlaneResult<pb::GetRenderJobResponse> {
     let principal = state.authorize(&request, CALLERS).await?;
     let job_id = JobId::parse_field(&request.get_ref().job_id, "job_id")?;
-    let job = visible_job(state, &principal, job_id).await?;
+    let job = visible_job(state, &principal, job_id, Detail::Full).await?;
     Ok(pb::GetRenderJobResponse {
         job: Some(convert::job(&job)),
     })
@@ -114,7 +119,7 @@ pub(super) async fn cancel_render_job(
     let principal = state.authorize(&request, CALLERS).await?;
     let job_id = JobId::parse_field(&request.get_ref().job_id, "job_id")?;
     let reason = bounded_text(&request.get_ref().reason, "reason", 1000)?;
-    visible_job(state, &principal, job_id).await?;
+    visible_job(state, &principal, job_id, Detail::Summary).await?;
     let job = jobs::cancel(&state.pool, job_id, &reason).await?;
     Ok(pb::CancelRenderJobResponse {
         job: Some(convert::job(&job)),
@@ -128,7 +133,7 @@ pub(super) async fn watch_render_job(
 ) -> ControlPlaneResult<WatchStream> {
     let principal = state.authorize(&request, CALLERS).await?;
     let job_id = JobId::parse_field(&request.get_ref().job_id, "job_id")?;
-    let first = visible_job(state, &principal, job_id).await?;
+    let first = visible_job(state, &principal, job_id, Detail::Summary).await?;
     let pool = state.pool.clone();
     let (sender, receiver) = tokio::sync::mpsc::channel(8);
     tokio::spawn(async move {
@@ -147,7 +152,7 @@ pub(super) async fn watch_render_job(
                 () = sender.closed() => return,
                 () = tokio::time::sleep(WATCH_POLL) => {}
             }
-            let current = match jobs::get(&pool, job_id).await {
+            let current = match jobs::get(&pool, job_id, Detail::Summary).await {
                 Ok(job) => job,
                 Err(error) => {
                     let _ = sender.send(Err(Status::from(error))).await;

@@ -1,8 +1,10 @@
 //! `RenderService`: backends submit, read, list, cancel and watch render jobs. Service tokens
 //! see only their tenants; another tenant's job is `NOT_FOUND`, never data. `submit` validates a
-//! submission (every field error names its field); `jobs` reads, lists, cancels and watches.
+//! submission (every field error names its field), `project` its saved-project parts (scenes,
+//! field values, audio); `jobs` reads, lists, cancels and watches.
 
 mod jobs;
+mod project;
 mod submit;
 
 use std::sync::Arc;

@@ -1,7 +1,6 @@
 //! Submission: validation at the edge (every error names its field), then `jobs::submit`.
 
 use flatrender_proto::{
-    convert::frame_range_from_wire,
     pb,
     types::{
         ContentHash, FieldError, HttpUrl, JobKind, OperatingSystem, SafeName, TemplateId, TenantId, UserId, Volume,
@@ -11,7 +10,7 @@ use tonic::Request;
 use tracing::instrument;
 use uuid::Uuid;
 
-use super::CALLERS;
+use super::{CALLERS, project};
 use crate::{
     api::{AppState, bounded_text, convert, validate_tags},
     error::{ControlPlaneError, ControlPlaneResult},
@@ -65,11 +64,11 @@ pub fn validate_submission(request: &pb::SubmitRenderJobRequest) -> Result<NewJo
             ));
         },
     };
-    let composition = SafeName::composition(&request.composition, "composition")?;
-    let frame_range = frame_range_from_wire(request.frame_range.as_ref(), "frame_range")?;
+    let timeline = project::timeline(request)?;
     if !request.fps.is_finite() || request.fps <= 0.0 || request.fps > 240.0 {
         return Err(FieldError::new("fps", "must be > 0 and <= 240"));
     }
+    let duration_ms = timeline.frame_range.len() as f64 * 1000.0 / request.fps;
     let output = validate_output(request.output.as_ref())?;
     let audio = |track: &Option<pb::AudioTrack>, field: &str| -> Result<Option<AudioSpec>, FieldError> {
         let Some(track) = track else {
@@ -83,10 +82,12 @@ pub fn validate_submission(request: &pb::SubmitRenderJobRequest) -> Result<NewJo
     let music = audio(&request.music, "music")?;
     let sfx = audio(&request.sfx, "sfx")?;
     let voiceover = audio(&request.voiceover, "voiceover")?;
-    if request.has_voiceover != voiceover.is_some() {
+    let project_audio = project::audio(request, duration_ms)?;
+    let voiceover_given = voiceover.is_some() || project_audio.as_ref().is_some_and(|audio| audio.voiceover.is_some());
+    if request.has_voiceover != voiceover_given {
         return Err(FieldError::new(
             "has_voiceover",
-            "must be true exactly when a voiceover track is given",
+            "must be true exactly when a voiceover is given (voiceover or audio.voiceover)",
         ));
     }
     let requirements = validate_requirements(request.requirements.as_ref())?;
@@ -98,13 +99,15 @@ pub fn validate_submission(request: &pb::SubmitRenderJobRequest) -> Result<NewJo
         kind,
         priority,
         template,
-        composition,
-        frame_range,
+        composition: timeline.composition,
+        frame_range: timeline.frame_range,
+        scenes: timeline.scenes,
         fps: request.fps,
         output,
         music,
         sfx,
         voiceover,
+        audio: project_audio,
         requirements,
     })
 }
@@ -140,6 +143,7 @@ fn validate_output(output: Option<&pb::OutputSettings>) -> Result<OutputSpec, Fi
             return Err(FieldError::new(field, "must be between 0 (the comp's size) and 16384"));
         }
     }
+    let resolution = project::resolution(output, container)?;
     Ok(OutputSpec {
         output_name: SafeName::file_stem(output_name, "output.output_name")?,
         output_module_template: template_name(&output.output_module_template, "output.output_module_template")?,
@@ -147,6 +151,7 @@ fn validate_output(output: Option<&pb::OutputSettings>) -> Result<OutputSpec, Fi
         container: container.to_owned(),
         width: output.width,
         height: output.height,
+        resolution,
     })
 }
 

@@ -99,7 +99,7 @@ claimed AS (
     FROM chosen
     WHERE f.id = chosen.id
     RETURNING f.id, f.job_id, f.tenant_id, f.chunk_index, f.frame_start, f.frame_end, f.lease_token,
-              f.lease_expires_at, f.attempt, f.frames_written
+              f.lease_expires_at, f.attempt, f.frames_written, f.scene_index
 ),
 started AS (
     -- The claim holds chunk locks, so it must never wait for a job lock (others take jobs
@@ -111,9 +111,12 @@ started AS (
           FOR NO KEY UPDATE SKIP LOCKED) s
     WHERE j.id = s.id
 )
+-- A project's chunk renders its scene's composition with the user's values for that scene.
 SELECT c.id, c.job_id, c.tenant_id, c.chunk_index, c.frame_start, c.frame_end, c.lease_token, c.lease_expires_at,
        c.attempt, c.frames_written, j.template_id, j.template_version, j.template_url, j.template_hash,
-       j.template_size_bytes, j.composition, j.fps::float8 AS fps, j.output_settings
+       j.template_size_bytes, coalesce(s.composition, j.composition) AS composition, j.fps::float8 AS fps,
+       j.output_settings, c.scene_index, s.scene_id, s.fields AS scene_fields
 FROM claimed c
 JOIN render.render_jobs j ON j.id = c.job_id
+LEFT JOIN render.job_scenes s ON s.job_id = c.job_id AND s.scene_index = c.scene_index
 ORDER BY c.job_id, c.chunk_index
