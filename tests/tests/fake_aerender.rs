@@ -14,8 +14,14 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+// FlatRender's `-r` scripts: the double with and without the startup hook.
+#[path = "fake_aerender/content.rs"]
+mod content;
+
 const BINARY: &str = env!("CARGO_BIN_EXE_fake-aerender");
 const PROJECT: &str = "comp \"Main\" fps=25 frames=10\n";
+/// `errno` for "text file busy" on Linux and macOS.
+const ETXTBSY: i32 = 26;
 
 /// A scratch directory removed on drop.
 struct Scratch(PathBuf);
@@ -102,7 +108,12 @@ struct Running {
 }
 
 fn spawn(scratch: &Scratch, args: &[String], env: &[(&str, &str)]) -> Running {
-    let mut command = Command::new(BINARY);
+    spawn_program(Path::new(BINARY), scratch, args, env)
+}
+
+/// Like `spawn`, for a copy of the double at `program`.
+fn spawn_program(program: &Path, scratch: &Scratch, args: &[String], env: &[(&str, &str)]) -> Running {
+    let mut command = Command::new(program);
     command
         .args(args)
         .current_dir(&scratch.0)
@@ -113,7 +124,18 @@ fn spawn(scratch: &Scratch, args: &[String], env: &[(&str, &str)]) -> Running {
         .env("FAKE_AERENDER_STATE_DIR", scratch.path("state"))
         .env("FAKE_AERENDER_FRAME_MS", "2");
     command.envs(env.iter().copied()).process_group(0);
-    let mut child = command.spawn().unwrap();
+    // A freshly copied binary can be briefly "busy" while another thread's fork still holds the
+    // copy's write handle (ETXTBSY); that passes, so try again until a generous deadline.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut child = loop {
+        match command.spawn() {
+            Ok(child) => break child,
+            Err(error) if error.raw_os_error() == Some(ETXTBSY) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(error) => panic!("cannot start {}: {error}", program.display()),
+        }
+    };
     let stdout = Arc::new(Mutex::new(Vec::new()));
     let mut pipe = child.stdout.take().unwrap();
     let sink = Arc::clone(&stdout);
@@ -173,7 +195,12 @@ impl Drop for Running {
 
 /// Runs to completion (at most 10 s) and returns (exit code or signal, stdout).
 fn run(scratch: &Scratch, args: &[String], env: &[(&str, &str)]) -> (ExitStatus, String) {
-    let mut running = spawn(scratch, args, env);
+    run_program(Path::new(BINARY), scratch, args, env)
+}
+
+/// Like `run`, for a copy of the double at `program`.
+fn run_program(program: &Path, scratch: &Scratch, args: &[String], env: &[(&str, &str)]) -> (ExitStatus, String) {
+    let mut running = spawn_program(program, scratch, args, env);
     let status = running
         .wait(Duration::from_secs(10))
         .expect("fake-aerender did not exit");

@@ -24,6 +24,8 @@ pub struct FlagProfile {
     pub supports_2022_flags: bool,
     /// Reproduce nexrender #699: `-reuse` anywhere but first reaches the script and is illegal.
     pub reject_late_reuse: bool,
+    /// FlatRender's startup hook is installed: the script learns `-r <script>` (docs/content.md).
+    pub script_hook: bool,
 }
 
 /// Arguments as the script holds them (`in_*` variables), values still unvalidated.
@@ -47,6 +49,8 @@ pub struct ScriptArgs {
     pub verbose: Option<String>,
     pub close: Option<String>,
     pub sound: Option<String>,
+    /// `-r <script>`, only with the startup hook.
+    pub script: Option<String>,
     pub continue_on_missing_footage: bool,
     pub do_save_prefs_on_quit: bool,
 }
@@ -130,6 +134,7 @@ pub fn parse_script_args(args: &[String], profile: FlagProfile) -> Result<Script
             "-v" => single(&mut parsed.verbose)?,
             "-close" => single(&mut parsed.close)?,
             "-sound" => single(&mut parsed.sound)?,
+            "-r" if profile.script_hook => single(&mut parsed.script)?,
             "-mem_usage" => {
                 parsed.mem_usage = Some((value_at(index + 1, flag)?, value_at(index + 2, flag)?));
                 3
@@ -201,6 +206,7 @@ mod tests {
     const MODERN: FlagProfile = FlagProfile {
         supports_2022_flags: true,
         reject_late_reuse: false,
+        script_hook: false,
     };
 
     fn strings(items: &[&str]) -> Vec<String> {
@@ -297,11 +303,31 @@ mod tests {
         );
         let legacy = FlagProfile {
             supports_2022_flags: false,
-            reject_late_reuse: false,
+            ..MODERN
         };
         assert_eq!(
             parse_script_args(&strings(&["-mfr", "ON", "90"]), legacy).unwrap_err(),
             "Illegal argument flag: -mfr"
+        );
+    }
+
+    /// `-r` is an illegal flag unless the startup hook taught the script about it.
+    #[test]
+    fn script_flag_needs_the_hook() {
+        let argv = strings(&["-project", "p", "-r", "\"/w/apply.jsx\""]);
+        assert_eq!(
+            parse_script_args(&argv, MODERN).unwrap_err(),
+            "Illegal argument flag: -r"
+        );
+        let hooked = FlagProfile {
+            script_hook: true,
+            ..MODERN
+        };
+        let parsed = parse_script_args(&argv, hooked).unwrap();
+        assert_eq!(parsed.script.as_deref(), Some("/w/apply.jsx"));
+        assert_eq!(
+            parse_script_args(&strings(&["-r"]), hooked).unwrap_err(),
+            "no value given for flag: -r"
         );
     }
 

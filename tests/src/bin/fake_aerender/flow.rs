@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::args::{self, FlagProfile, ScriptArgs};
 use super::clock;
+use super::content::{self, Applied};
 use super::project::Project;
 use super::queue;
 use super::render::{self, ItemOutcome, ItemPlan, Renderer};
@@ -146,6 +147,7 @@ pub fn run(reuse: bool, script_args: &[String], scenario: Scenario) -> i32 {
     let profile = FlagProfile {
         supports_2022_flags: invocation.scenario.major_version() >= 22,
         reject_late_reuse: invocation.scenario.reject_late_reuse,
+        script_hook: content::hook_installed(),
     };
     let parsed = match args::parse_script_args(script_args, profile) {
         Ok(parsed) => parsed,
@@ -276,13 +278,32 @@ fn script(mut invocation: Invocation, parsed: &ScriptArgs) -> i32 {
             .unwrap_or_else(|| AE_RUNTIME_LINE.to_owned());
         return invocation.fail(&line, 9);
     }
+    // FlatRender's hook runs `-r`'s script when the renderer looks up `-comp`'s queue item, so
+    // without `-comp` it never runs (docs/content.md).
+    let applied = match (&parsed.script, &parsed.comp) {
+        (Some(path), Some(_)) => {
+            invocation.sink.script(&format!("PROGRESS: Running Script: {path}"));
+            match content::run_script(path, &project) {
+                Ok(applied) => applied,
+                Err(failure) => {
+                    for line in failure.lines(path) {
+                        invocation.sink.script(&line);
+                    }
+                    // Thrown inside the renderer's try: its catch sets EXIT_AE_RUNTIME (§4).
+                    let code = with_user_log(9, invocation.sink.has_log_file());
+                    return invocation.exit(code);
+                }
+            }
+        }
+        _ => None,
+    };
     match queue::select_items(&mut invocation, parsed, &project) {
-        Ok(plans) => render_all(invocation, parsed, plans),
+        Ok(plans) => render_all(invocation, parsed, plans, applied.as_ref()),
         Err((line, code)) => invocation.fail(&line, code),
     }
 }
 
-fn render_all(invocation: Invocation, parsed: &ScriptArgs, plans: Vec<ItemPlan>) -> i32 {
+fn render_all(invocation: Invocation, parsed: &ScriptArgs, plans: Vec<ItemPlan>, applied: Option<&Applied>) -> i32 {
     let Invocation {
         scenario,
         mut sink,
@@ -294,6 +315,7 @@ fn render_all(invocation: Invocation, parsed: &ScriptArgs, plans: Vec<ItemPlan>)
         sink: &mut sink,
         mfr_on: parsed.mfr_on(),
         continue_on_missing_footage: parsed.continue_on_missing_footage,
+        applied,
     };
     let mut code = 0;
     for plan in &plans {

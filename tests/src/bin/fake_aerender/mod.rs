@@ -9,6 +9,7 @@
 //! * `render` — one queue item: header blocks, frames and files, in-render failures.
 //! * `sink` — stdout / `-log` file / AE render log / console noise, banner-last ordering.
 //! * `project` — the project description; `scenario` — the misbehaviour settings.
+//! * `content` — FlatRender's startup hook: `-r <script>`, the data line, the applied frames.
 //! * `tree` — run counter, instance lock, signal handling, the "After Effects" child process.
 //! * `png`, `timefmt`, `clock` — encoders and formatting helpers.
 //!
@@ -24,10 +25,58 @@
 //! rs_template "My Render Settings"   # extra templates besides AE's stock ones
 //! om_template "My PNG Sequence"
 //! set mode=crash at_frame=12         # scenario keys carried by the project (lowest priority)
+//! layer "Main" "Title" type=text props="Text>Source Text;Transform>Opacity"
+//! layer "Main" "Background" type=solid
 //! ```
 //! Without `comp` lines every comp name exists (25 fps, 125 frames, 1920x1080). Without `rq`
 //! lines the render queue is empty: `-comp` adds the comp ("Adding specified comp to Render
 //! Queue", needs `-output`), `-rqindex` is out of range, and no target renders nothing.
+//!
+//! `layer "<Comp>" "<Layer>" type=<t> [props="<path>;<path>"]` (same quoting as `comp`/`rq`)
+//! describes a layer; `t` is one of `text`, `solid`, `footage`, `precomp`, `shape`, `null`,
+//! `adjustment`, `camera`, `light` (any other value, or none, makes a layer that passes no type
+//! check). A comp with `layer` lines has exactly those layers (names compared exactly); a comp
+//! without any accepts every layer name, type and property. `props=` lists the `>`-separated
+//! property paths the layer has (`props=""`: none); without it every path exists.
+//!
+//! # FlatRender's scripts (`-r`)
+//! As AE with FlatRender's startup hook (docs/content.md, "Applying the values"): `-r <script>`
+//! is a flag only when `Scripts/Startup/flatrender_hook.jsx` exists next to the double's own
+//! executable (`current_exe()`'s folder); without it `-r` is `aerender SYNTAX ERROR: Illegal
+//! argument flag: -r` (exit 3), and a missing value is `no value given for flag: -r`. The hook
+//! wraps the `-comp` queue-item lookup, so the script runs only with `-comp`, after the project
+//! opened (and its load warnings), before that lookup: `PROGRESS: Running Script: <path>` (always
+//! printed, like the script's own lines), then:
+//! * unreadable file: `aerender ERROR: Can not open script file. Make sure path is correct:
+//!   <path>`, exit 9 (10 with `-log`). The hook throws it inside the stock renderer's `try`, whose
+//!   `catch` prints it and sets `EXIT_AE_RUNTIME`; unlike nexrender's patch, no `Runtime error in
+//!   After Effects.` follows.
+//! * no line starting `var FLATRENDER_DATA = ` (some other script): nothing applied, render as usual.
+//! * the first such line, up to its final `;`, is JSON (version 1; `composition`, `scene_index`,
+//!   `fields`). Malformed JSON or a missing member: `aerender ERROR: Error executing script:
+//!   <path>` + `Error: flatrender: bad data line: <message>`, exit 9 (10). The data's composition
+//!   missing from a project with `comp` lines: `Error: flatrender: no composition "<name>"`.
+//! * each field in order is checked against the data's composition: the layer exists; without a
+//!   `property`, the kind's default target (text/select: text layer; number: `needs a property`;
+//!   boolean: any layer; color: solid; image/video/audio: footage; character: precomp); with one,
+//!   the path is in `props=`; an asset's `path` exists and its first bytes are a format of its
+//!   kind (image: PNG, JPEG, GIF, WebP, TIFF, BMP, PSD; video: ISO-BMFF `ftyp`, WebM/Matroska,
+//!   GIF, AVI; audio: ID3, MPEG frame sync, WAVE, `ftyp`, Ogg, FLAC, AIFF), else `cannot import
+//!   "<file name>": file not found | the file cannot be read | the file is damaged or not a
+//!   supported <kind> format`; a character's composition exists when the project has `comp`
+//!   lines. A missing or mistyped value is `bad <kind> value` (colour: four numbers in 0..1), an
+//!   unknown kind `unknown kind "<kind>"`. The first failure prints `aerender ERROR: Error
+//!   executing script: <path>` + `Error: flatrender: field "<key>" (layer "<layer>"): <reason>`,
+//!   exit 9 (10), no frame. Strings are printed verbatim.
+//! * all fields apply: PNG frames are filled with the first colour field (RGB premultiplied over
+//!   black: alpha 0.5 halves each channel) and carry uncompressed UTF-8 `iTXt` chunks after the
+//!   `Comment`: `flatrender:scene` = `<scene_index> <composition>`, then one
+//!   `flatrender:field:<key>` per field: text/select/character verbatim, the number as JSON prints
+//!   it, `true`/`false`, the colour `#RRGGBBAA` (upper case, from `color`), the asset's `blake3`.
+//!   Without a colour field the frame is the usual gradient. (`flatrender:field:` and a key of
+//!   63 characters make 80 bytes, one over PNG's keyword limit: strict readers may drop that
+//!   chunk; the double writes it anyway.) Frames of a render without a script
+//!   (or without a data line) are byte for byte what they always were; movies are unchanged.
 //!
 //! # Scenario
 //! Key=value pairs from, lowest priority first: the project's `set` lines, the file named by
@@ -105,11 +154,13 @@
 //!
 //! # Exit codes
 //! 0 ok · 2 usage · 3/4 syntax (4 once `-log` is open) · 7/8 aerender runtime (comp, rqindex,
-//! template, needs output, no project) · 9/10 AE runtime (output write errors included) · 11 socket
-//! · 1 launcher failures (busy, -1701) · SIGABRT crash · 70 invalid scenario.
+//! template, needs output, no project) · 9/10 AE runtime (output write errors and `-r` script
+//! failures included) · 11 socket · 1 launcher failures (busy, -1701) · SIGABRT crash · 70
+//! invalid scenario.
 
 mod args;
 mod clock;
+mod content;
 mod flow;
 mod png;
 mod project;
@@ -152,6 +203,7 @@ pub fn run() -> i32 {
     let profile = FlagProfile {
         supports_2022_flags: scenario.major_version() >= 22,
         reject_late_reuse: scenario.reject_late_reuse,
+        script_hook: content::hook_installed(),
     };
     match args::classify(&argv, profile) {
         Invocation::Usage => {

@@ -1,7 +1,7 @@
 //! A minimal PNG encoder: 8-bit RGB, one IDAT made of stored (uncompressed) deflate blocks.
 //!
-//! Enough to produce files any decoder accepts (signature, IHDR, tEXt, IDAT, IEND, CRC-32 per
-//! chunk, zlib header and Adler-32), without a compression dependency.
+//! Enough to produce files any decoder accepts (signature, IHDR, tEXt, uncompressed iTXt, IDAT,
+//! IEND, CRC-32 per chunk, zlib header and Adler-32), without a compression dependency.
 
 const SIGNATURE: [u8; 8] = [0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
 const MAX_STORED_BLOCK: usize = 65_535;
@@ -65,9 +65,26 @@ fn push_chunk(out: &mut Vec<u8>, kind: &[u8; 4], payload: &[u8]) {
     out.extend_from_slice(&crc.to_be_bytes());
 }
 
+/// An `iTXt` payload: keyword, no compression, no language, no translated keyword, UTF-8 text.
+/// The keyword is written as given (PNG allows 1..79 Latin-1 bytes; callers keep to that).
+fn international_text(keyword: &str, text: &str) -> Vec<u8> {
+    let mut payload = Vec::with_capacity(keyword.len() + text.len() + 5);
+    payload.extend_from_slice(keyword.as_bytes());
+    payload.extend_from_slice(&[0, 0, 0, 0, 0]); // end of keyword, flag, method, language, translation
+    payload.extend_from_slice(text.as_bytes());
+    payload
+}
+
 /// Encodes a `width` x `height` RGB image whose pixels come from `pixel(x, y)`, with a `Comment`
-/// text chunk.
-pub fn encode_rgb(width: u32, height: u32, comment: &str, pixel: impl Fn(u32, u32) -> [u8; 3]) -> Vec<u8> {
+/// text chunk and one uncompressed `iTXt` chunk per `(keyword, text)` after it, so any Unicode
+/// text survives.
+pub fn encode_rgb(
+    width: u32,
+    height: u32,
+    comment: &str,
+    texts: &[(String, String)],
+    pixel: impl Fn(u32, u32) -> [u8; 3],
+) -> Vec<u8> {
     let row_len = width as usize * 3 + 1;
     let mut raw = Vec::with_capacity(row_len * height as usize);
     for y in 0..height {
@@ -86,6 +103,9 @@ pub fn encode_rgb(width: u32, height: u32, comment: &str, pixel: impl Fn(u32, u3
     let mut out = SIGNATURE.to_vec();
     push_chunk(&mut out, b"IHDR", &ihdr);
     push_chunk(&mut out, b"tEXt", &text);
+    for (keyword, value) in texts {
+        push_chunk(&mut out, b"iTXt", &international_text(keyword, value));
+    }
     push_chunk(&mut out, b"IDAT", &zlib_stored(&raw));
     push_chunk(&mut out, b"IEND", &[]);
     out
@@ -93,9 +113,24 @@ pub fn encode_rgb(width: u32, height: u32, comment: &str, pixel: impl Fn(u32, u3
 
 /// The test card for comp frame `frame_number`: a gradient whose hue moves with the frame.
 pub fn frame_image(width: u32, height: u32, comp_name: &str, frame_number: i64) -> Vec<u8> {
+    frame_card(width, height, comp_name, frame_number, None, &[])
+}
+
+/// The test card, or one `fill` colour everywhere, with `texts` as `iTXt` chunks.
+pub fn frame_card(
+    width: u32,
+    height: u32,
+    comp_name: &str,
+    frame_number: i64,
+    fill: Option<[u8; 3]>,
+    texts: &[(String, String)],
+) -> Vec<u8> {
     let shift = u32::try_from(frame_number.rem_euclid(256)).unwrap_or(0);
     let comment = format!("fake-aerender comp={comp_name} frame={frame_number}");
-    encode_rgb(width, height, &comment, |x, y| {
+    encode_rgb(width, height, &comment, texts, |x, y| {
+        if let Some(colour) = fill {
+            return colour;
+        }
         let red = (x * 255 / width.max(1) + shift) % 256;
         let green = (y * 255 / height.max(1)) % 256;
         let blue = (shift * 7) % 256;
@@ -151,6 +186,38 @@ mod tests {
         let data: Vec<u8> = (0..200_000_u32).map(|i| (i % 251) as u8).collect();
         assert_eq!(inflate_stored(&zlib_stored(&data)), data);
         assert!(inflate_stored(&zlib_stored(&[])).is_empty());
+    }
+
+    /// Frames without a script keep their exact bytes (the agent's checks and e2e tests see them);
+    /// the values pin the encoder's output before `iTXt` support existed.
+    #[test]
+    fn plain_frames_keep_their_bytes() {
+        for (width, height, comp, frame, len, crc) in [
+            (64, 36, "Main", 0, 7_067, 0x5031_66B1_u32),
+            (7, 3, "Intro \u{fc}", -5, 190, 0xAF60_5715),
+        ] {
+            let png = frame_image(width, height, comp, frame);
+            assert_eq!((png.len(), crc32(&png)), (len, crc), "{comp} {frame}");
+        }
+    }
+
+    /// `iTXt` chunks carry UTF-8 text after the comment; the other chunks stay as they were.
+    #[test]
+    fn international_text_chunks_follow_the_comment() {
+        let texts = [("flatrender:field:title".to_owned(), "Grüße \u{2028} \"x\"".to_owned())];
+        let pixel = |_, _| [1, 2, 3];
+        let plain = encode_rgb(2, 2, "c", &[], pixel);
+        let png = encode_rgb(2, 2, "c", &texts, pixel);
+        let text_end = 8 + 25 + 12 + b"Comment\0c".len();
+        let length = u32::from_be_bytes(png[text_end..text_end + 4].try_into().unwrap()) as usize;
+        assert_eq!(&png[text_end + 4..text_end + 8], b"iTXt");
+        let payload = &png[text_end + 8..text_end + 8 + length];
+        let mut expected = b"flatrender:field:title\0\0\0\0\0".to_vec();
+        expected.extend_from_slice("Grüße \u{2028} \"x\"".as_bytes());
+        assert_eq!(payload, expected.as_slice());
+        let crc = u32::from_be_bytes(png[text_end + 8 + length..text_end + 12 + length].try_into().unwrap());
+        assert_eq!(crc, crc32(&png[text_end + 4..text_end + 8 + length]));
+        assert_eq!(&png[text_end + 12 + length..], &plain[text_end..]);
     }
 
     /// An encoded frame has the PNG signature, a correct IHDR and valid CRCs on every chunk.

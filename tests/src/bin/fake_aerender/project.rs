@@ -54,6 +54,67 @@ impl Comp {
     }
 }
 
+/// What kind of layer a `layer` line describes (`type=`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayerType {
+    Text,
+    Solid,
+    Footage,
+    Precomp,
+    Shape,
+    Null,
+    Adjustment,
+    Camera,
+    Light,
+    /// A missing or misspelt `type=`: the layer exists but passes no type check.
+    Unknown,
+}
+
+impl LayerType {
+    fn parse(value: &str) -> Self {
+        match value {
+            "text" => Self::Text,
+            "solid" => Self::Solid,
+            "footage" => Self::Footage,
+            "precomp" => Self::Precomp,
+            "shape" => Self::Shape,
+            "null" => Self::Null,
+            "adjustment" => Self::Adjustment,
+            "camera" => Self::Camera,
+            "light" => Self::Light,
+            _ => Self::Unknown,
+        }
+    }
+}
+
+/// One `layer "<Comp>" "<Layer>" type=… [props=…]` line.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Layer {
+    pub comp: String,
+    pub name: String,
+    pub kind: LayerType,
+    /// Property paths that exist on the layer; `None` (no `props=`) means every path exists.
+    pub props: Option<Vec<String>>,
+}
+
+impl Layer {
+    /// Whether the layer has the property path `path` (`>`-separated, compared as a whole).
+    pub fn has_property(&self, path: &str) -> bool {
+        self.props
+            .as_ref()
+            .is_none_or(|props| props.iter().any(|known| known == path))
+    }
+}
+
+/// What the project says about a layer name in a comp.
+#[derive(Debug, PartialEq)]
+pub enum LayerLookup<'a> {
+    /// The comp has no `layer` lines: any layer exists, of any kind, with any property.
+    Undescribed,
+    Found(&'a Layer),
+    Missing,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RqStatus {
     Queued,
@@ -78,6 +139,8 @@ pub struct Project {
     pub display_start_frame: i64,
     pub extra_rs_templates: Vec<String>,
     pub extra_om_templates: Vec<String>,
+    /// `layer` lines; a comp without any accepts every layer name.
+    pub layers: Vec<Layer>,
     /// `set key=value` lines: scenario defaults carried by the project itself.
     pub scenario_lines: Vec<(String, String)>,
 }
@@ -107,6 +170,7 @@ impl Project {
                         project.render_queue.push(item);
                     }
                 }
+                "layer" => project.layers.extend(parse_layer(rest)),
                 "rs_template" => project.extra_rs_templates.extend(rest.first().cloned()),
                 "om_template" => project.extra_om_templates.extend(rest.first().cloned()),
                 "set" => project
@@ -128,6 +192,22 @@ impl Project {
             return Some(Comp::with_defaults(name));
         }
         self.comps.iter().find(|comp| comp.name == name).cloned()
+    }
+
+    /// Whether the project describes its comps (then only those exist).
+    pub fn describes_comps(&self) -> bool {
+        !self.comps.is_empty()
+    }
+
+    /// The layer `name` of comp `comp`, as far as the project describes it.
+    pub fn layer(&self, comp: &str, name: &str) -> LayerLookup<'_> {
+        let mut in_comp = self.layers.iter().filter(|layer| layer.comp == comp).peekable();
+        if in_comp.peek().is_none() {
+            return LayerLookup::Undescribed;
+        }
+        in_comp
+            .find(|layer| layer.name == name)
+            .map_or(LayerLookup::Missing, LayerLookup::Found)
     }
 
     pub fn has_rs_template(&self, name: &str) -> bool {
@@ -186,6 +266,29 @@ fn parse_rq(tokens: &[String]) -> Option<RqItem> {
     Some(item)
 }
 
+fn parse_layer(tokens: &[String]) -> Option<Layer> {
+    let [comp, name, attributes @ ..] = tokens else {
+        return None;
+    };
+    let mut layer = Layer {
+        comp: comp.clone(),
+        name: name.clone(),
+        kind: LayerType::Unknown,
+        props: None,
+    };
+    for (key, value) in attributes.iter().filter_map(|token| split_pair(token)) {
+        match key.as_str() {
+            "type" => layer.kind = LayerType::parse(&value),
+            "props" => {
+                let paths = value.split(';').map(str::trim).filter(|path| !path.is_empty());
+                layer.props = Some(paths.map(str::to_owned).collect());
+            }
+            _ => {}
+        }
+    }
+    Some(layer)
+}
+
 /// Splits on whitespace, keeping `"quoted strings"` (also inside `key="a b"`) as one token.
 fn tokenize(line: &str) -> Vec<String> {
     if line.starts_with('#') {
@@ -239,6 +342,31 @@ mod tests {
         assert!(project.has_om_template("My PNG") && project.has_om_template("Lossless"));
         assert!(!project.has_rs_template("Nope"));
         assert_eq!(project.scenario_lines.len(), 2);
+    }
+
+    /// `layer` lines give a comp exactly those layers, with their types and (optional) properties.
+    #[test]
+    fn parses_layers() {
+        let project = Project::parse(
+            "layer \"Intro\" \"Price Tag\" type=text props=\"Effects>Price>Slider; Transform>Opacity\"\n\
+             layer Intro Logo type=footage\nlayer Intro Odd type=sprite\nlayer Empty Bare type=null props=\"\"\n",
+        );
+        let LayerLookup::Found(price) = project.layer("Intro", "Price Tag") else {
+            panic!("Price Tag expected")
+        };
+        assert_eq!(price.kind, LayerType::Text);
+        assert!(price.has_property("Transform>Opacity") && !price.has_property("Transform"));
+        let LayerLookup::Found(logo) = project.layer("Intro", "Logo") else {
+            panic!("Logo expected")
+        };
+        assert!(logo.kind == LayerType::Footage && logo.has_property("Anything>At>All"));
+        assert!(matches!(project.layer("Intro", "Odd"), LayerLookup::Found(layer) if layer.kind == LayerType::Unknown));
+        assert_eq!(project.layer("Intro", "price tag"), LayerLookup::Missing);
+        assert_eq!(project.layer("Outro", "Whatever"), LayerLookup::Undescribed);
+        let LayerLookup::Found(bare) = project.layer("Empty", "Bare") else {
+            panic!("Bare expected")
+        };
+        assert!(!bare.has_property("Transform>Opacity"));
     }
 
     /// Arbitrary bytes (a real .aep) make a project in which any comp exists with defaults.

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::Path;
 
 use super::clock::{self, Stopwatch};
-use super::png;
+use super::content::{self, Applied};
 use super::project::Comp;
 use super::scenario::{Mode, Scenario};
 use super::sink::Sink;
@@ -39,6 +39,8 @@ pub struct Renderer<'a> {
     pub sink: &'a mut Sink,
     pub mfr_on: bool,
     pub continue_on_missing_footage: bool,
+    /// What `-r`'s script applied, shown in every PNG frame.
+    pub applied: Option<&'a Applied>,
 }
 
 /// `frames_[#####].png` → `frames_00012.png` for frame 12; `None` when not a sequence.
@@ -322,8 +324,9 @@ pub fn render_item(renderer: &mut Renderer<'_>, plan: &ItemPlan) -> ItemOutcome 
     let mut skipped_missing = false;
     let order = completion_order(renderer, &plan.frames);
     let (png_width, png_height) = scenario.png_size;
+    let applied = renderer.applied;
     for (position, (frame, index)) in order.iter().copied().enumerate() {
-        let frame_png = || png::frame_image(png_width, png_height, name, frame);
+        let frame_png = || content::frame_image(applied, png_width, png_height, name, frame);
         if frame == failing_frame {
             match scenario.mode {
                 Mode::Error => {
@@ -497,6 +500,7 @@ mod tests {
             sink: &mut sink,
             mfr_on: true,
             continue_on_missing_footage: false,
+            applied: None,
         };
         assert_eq!(completion_order(&renderer, &[10, 11, 12]), [(11, 2), (10, 1), (12, 3)]);
         let mut chunked = scenario.clone();
