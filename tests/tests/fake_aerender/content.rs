@@ -225,16 +225,16 @@ fn applied_values_reach_every_frame() {
     assert_eq!(steady(&output.replacen(&running, "", 1)), steady(&plain));
     let expected: Vec<(String, String)> = [
         ("flatrender:scene", "3 Intro"),
-        ("flatrender:field:headline", HEADLINE),
-        ("flatrender:field:price", "9.5"),
-        ("flatrender:field:show_badge", "true"),
-        ("flatrender:field:brand", "#FF8000FF"),
-        ("flatrender:field:plan", "Pro"),
-        ("flatrender:field:logo", &blake3_of(PNG_BYTES)),
-        ("flatrender:field:clip", &blake3_of(MP4_BYTES)),
-        ("flatrender:field:music", &blake3_of(MP3_BYTES)),
-        ("flatrender:field:hero", "Char_Bob"),
-        ("flatrender:field:accent", "#0000FFFF"),
+        ("field:headline", HEADLINE),
+        ("field:price", "9.5"),
+        ("field:show_badge", "true"),
+        ("field:brand", "#FF8000FF"),
+        ("field:plan", "Pro"),
+        ("field:logo", &blake3_of(PNG_BYTES)),
+        ("field:clip", &blake3_of(MP4_BYTES)),
+        ("field:music", &blake3_of(MP3_BYTES)),
+        ("field:hero", "Char_Bob"),
+        ("field:accent", "#0000FFFF"),
     ]
     .iter()
     .map(|(keyword, text)| ((*keyword).to_owned(), (*text).to_owned()))

@@ -35,7 +35,7 @@ pub fn hook_installed() -> bool {
 pub struct Applied {
     /// The first colour field, premultiplied over black (the frames are RGB).
     fill: Option<[u8; 3]>,
-    /// `flatrender:scene` then one `flatrender:field:<key>` per field, in the data's order.
+    /// `flatrender:scene` then one `field:<key>` per field, in the data's order.
     texts: Vec<(String, String)>,
 }
 
@@ -139,7 +139,7 @@ fn apply(data: &Value, project: &Project) -> Result<Applied, ScriptFailure> {
         if applied.fill.is_none() {
             applied.fill = shown.fill;
         }
-        applied.texts.push((format!("flatrender:field:{key}"), shown.text));
+        applied.texts.push((format!("field:{key}"), shown.text));
     }
     Ok(applied)
 }
@@ -365,10 +365,10 @@ mod tests {
             texts,
             [
                 ("flatrender:scene", "2 Intro"),
-                ("flatrender:field:tint", "#FF800080"),
-                ("flatrender:field:price", "9.5"),
-                ("flatrender:field:shown", "false"),
-                ("flatrender:field:second", "#0000FFFF"),
+                ("field:tint", "#FF800080"),
+                ("field:price", "9.5"),
+                ("field:shown", "false"),
+                ("field:second", "#0000FFFF"),
             ]
         );
     }

@@ -71,11 +71,10 @@
 //! * all fields apply: PNG frames are filled with the first colour field (RGB premultiplied over
 //!   black: alpha 0.5 halves each channel) and carry uncompressed UTF-8 `iTXt` chunks after the
 //!   `Comment`: `flatrender:scene` = `<scene_index> <composition>`, then one
-//!   `flatrender:field:<key>` per field: text/select/character verbatim, the number as JSON prints
+//!   `field:<key>` per field: text/select/character verbatim, the number as JSON prints
 //!   it, `true`/`false`, the colour `#RRGGBBAA` (upper case, from `color`), the asset's `blake3`.
-//!   Without a colour field the frame is the usual gradient. (`flatrender:field:` and a key of
-//!   63 characters make 80 bytes, one over PNG's keyword limit: strict readers may drop that
-//!   chunk; the double writes it anyway.) Frames of a render without a script
+//!   Without a colour field the frame is the usual gradient. (`field:` and a key of at most 63
+//!   characters stay within PNG's 79-byte keyword limit.) Frames of a render without a script
 //!   (or without a data line) are byte for byte what they always were; movies are unchanged.
 //!
 //! # Scenario

@@ -204,7 +204,7 @@ mod tests {
     /// `iTXt` chunks carry UTF-8 text after the comment; the other chunks stay as they were.
     #[test]
     fn international_text_chunks_follow_the_comment() {
-        let texts = [("flatrender:field:title".to_owned(), "Grüße \u{2028} \"x\"".to_owned())];
+        let texts = [("field:title".to_owned(), "Grüße \u{2028} \"x\"".to_owned())];
         let pixel = |_, _| [1, 2, 3];
         let plain = encode_rgb(2, 2, "c", &[], pixel);
         let png = encode_rgb(2, 2, "c", &texts, pixel);
@@ -212,7 +212,7 @@ mod tests {
         let length = u32::from_be_bytes(png[text_end..text_end + 4].try_into().unwrap()) as usize;
         assert_eq!(&png[text_end + 4..text_end + 8], b"iTXt");
         let payload = &png[text_end + 8..text_end + 8 + length];
-        let mut expected = b"flatrender:field:title\0\0\0\0\0".to_vec();
+        let mut expected = b"field:title\0\0\0\0\0".to_vec();
         expected.extend_from_slice("Grüße \u{2028} \"x\"".as_bytes());
         assert_eq!(payload, expected.as_slice());
         let crc = u32::from_be_bytes(png[text_end + 8 + length..text_end + 12 + length].try_into().unwrap());
