@@ -12,7 +12,7 @@ use crate::{
     duration,
     frames::node_cell,
     output::{Table, emit, or_dash, seconds, short_id, time_cell},
-    views::{ChunkJson, JobJson, chunk_state, job_kind, job_status},
+    views::{ChunkJson, JobJson, SceneJson, chunk_state, job_kind, job_status},
     watch,
 };
 
@@ -186,6 +186,25 @@ async fn show(client: &Client, format: OutputFormat, job_id: &str) -> anyhow::Re
         ];
         for (label, value) in lines {
             outln!("{label:<12} {value}");
+        }
+        if !job.scenes.is_empty() {
+            outln!("\nscenes:");
+            let mut table = Table::new(&["SCENE", "COMPOSITION", "FRAMES", "FIELDS"]);
+            for (index, scene) in (0..).zip(&job.scenes) {
+                let scene = SceneJson::new(index, scene);
+                let fields = if scene.fields.is_empty() {
+                    "-".to_owned()
+                } else {
+                    scene.fields.join(", ")
+                };
+                table.row(vec![
+                    scene.index.to_string(),
+                    scene.composition,
+                    format!("{}-{}", scene.frame_start, scene.frame_end),
+                    fields,
+                ]);
+            }
+            table.print_or("  none");
         }
         outln!("\nchunks:");
         let mut table = Table::new(&["CHUNK", "FRAMES", "STATE", "NODE", "DONE", "ATTEMPT", "LAST ERROR"]);

@@ -172,6 +172,8 @@ pub struct JobJson {
     template_version: Option<i32>,
     output_name: Option<String>,
     progress: ProgressJson,
+    /// A saved project's scenes in play order (empty for a single-composition job).
+    scenes: Vec<SceneJson>,
     failure_reason: Option<String>,
     created_at: Option<String>,
     started_at: Option<String>,
@@ -208,11 +210,67 @@ impl From<&pb::RenderJob> for JobJson {
                 chunks_leased: progress.chunks_leased,
                 eta_seconds: seconds(progress.eta.as_ref()),
             },
+            scenes: (0..)
+                .zip(&job.scenes)
+                .map(|(index, scene)| SceneJson::new(index, scene))
+                .collect(),
             failure_reason: non_empty(&job.failure_reason),
             created_at: rfc3339(job.created_at.as_ref()),
             started_at: rfc3339(job.started_at.as_ref()),
             finished_at: rfc3339(job.finished_at.as_ref()),
             updated_at: rfc3339(job.updated_at.as_ref()),
+        }
+    }
+}
+
+/// A scene of a saved-project job.
+#[derive(Debug, Serialize)]
+pub struct SceneJson {
+    /// Play order, from 0.
+    pub index: i32,
+    /// `content.scenes` id, when it has one.
+    pub scene_id: Option<String>,
+    /// Its composition.
+    pub composition: String,
+    /// First frame of the composition rendered.
+    pub frame_start: i32,
+    /// Last frame, inclusive.
+    pub frame_end: i32,
+    /// Field keys with their kinds (`headline:text`); empty when the server left values out.
+    pub fields: Vec<String>,
+}
+
+impl SceneJson {
+    /// The scene at `index` in play order.
+    pub fn new(index: i32, scene: &pb::Scene) -> Self {
+        use pb::field_value::Value;
+        let range = scene.frame_range.unwrap_or_default();
+        let fields = scene
+            .fields
+            .iter()
+            .map(|field| {
+                let kind = match &field.value {
+                    Some(Value::Text(_)) => "text",
+                    Some(Value::Number(_)) => "number",
+                    Some(Value::Boolean(_)) => "boolean",
+                    Some(Value::Color(_)) => "color",
+                    Some(Value::Select(_)) => "select",
+                    Some(Value::Image(_)) => "image",
+                    Some(Value::Video(_)) => "video",
+                    Some(Value::Audio(_)) => "audio",
+                    Some(Value::Character(_)) => "character",
+                    None => "unknown",
+                };
+                format!("{}:{kind}", field.key)
+            })
+            .collect();
+        Self {
+            index,
+            scene_id: non_empty(&scene.scene_id),
+            composition: scene.composition.clone(),
+            frame_start: range.start,
+            frame_end: range.end,
+            fields,
         }
     }
 }

@@ -23,6 +23,7 @@ use flatrender_proto::{
 };
 use tonic::transport::Channel;
 
+pub mod frames;
 pub mod quickstart;
 
 /// How long a test waits for something that should happen (a process ready, a job finished, a

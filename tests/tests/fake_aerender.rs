@@ -14,6 +14,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use flatrender_e2e::frames::check_png;
+
 // FlatRender's `-r` scripts: the double with and without the startup hook.
 #[path = "fake_aerender/content.rs"]
 mod content;
@@ -209,54 +211,6 @@ fn run_program(program: &Path, scratch: &Scratch, args: &[String], env: &[(&str,
 
 fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|item| (*item).to_owned()).collect()
-}
-
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = 0xFFFF_FFFF_u32;
-    for &byte in bytes {
-        crc ^= u32::from(byte);
-        for _ in 0..8 {
-            crc = (crc >> 1) ^ (0xEDB8_8320 & (crc & 1).wrapping_neg());
-        }
-    }
-    !crc
-}
-
-/// Checks signature, chunk CRCs, IHDR and IEND; returns (width, height).
-fn check_png(path: &Path) -> Result<(u32, u32), String> {
-    let bytes = std::fs::read(path).map_err(|error| error.to_string())?;
-    if bytes.len() < 8 || bytes[..8] != [0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A] {
-        return Err("bad signature".into());
-    }
-    let (mut position, mut size, mut saw_end) = (8, None, false);
-    while position + 12 <= bytes.len() {
-        let length = u32::from_be_bytes(bytes[position..position + 4].try_into().unwrap()) as usize;
-        let end = position + 12 + length;
-        if end > bytes.len() {
-            return Err("truncated chunk".into());
-        }
-        let stored_crc = u32::from_be_bytes(bytes[end - 4..end].try_into().unwrap());
-        if crc32(&bytes[position + 4..end - 4]) != stored_crc {
-            return Err("bad crc".into());
-        }
-        let kind = &bytes[position + 4..position + 8];
-        if kind == b"IHDR" {
-            let data = &bytes[position + 8..];
-            size = Some((
-                u32::from_be_bytes(data[..4].try_into().unwrap()),
-                u32::from_be_bytes(data[4..8].try_into().unwrap()),
-            ));
-            if data[8] != 8 || data[9] != 2 {
-                return Err("not 8-bit RGB".into());
-            }
-        }
-        saw_end |= kind == b"IEND";
-        position = end;
-    }
-    match (size, saw_end, position == bytes.len()) {
-        (Some(size), true, true) => Ok(size),
-        _ => Err("missing IHDR/IEND or trailing bytes".into()),
-    }
 }
 
 /// Replaces the render-log dates so transcripts can be compared exactly.

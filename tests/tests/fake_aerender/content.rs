@@ -7,7 +7,13 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use super::{BINARY, Scratch, check_png, run_program, strings, without_dates};
+use flatrender_e2e::frames::{Frame, read_frame as decode_frame};
+
+use super::{BINARY, Scratch, run_program, strings, without_dates};
+
+fn read_frame(path: &Path) -> Frame {
+    decode_frame(path).unwrap()
+}
 
 const PROJECT: &str = "comp \"Intro\" fps=25 frames=10
 comp \"Char_Bob\" fps=25 frames=10
@@ -116,58 +122,6 @@ fn every_kind(scratch: &Scratch) -> Value {
         {"key": "hero", "layer": "Hero", "property": "", "kind": "character", "character": "Char_Bob"},
         {"key": "accent", "layer": "Background", "property": "", "kind": "color", "color": [0, 0, 1, 1], "hex": "#0000FF"}
     ])
-}
-
-/// A decoded frame of the double: its `iTXt` texts in order and its RGB pixels.
-struct Frame {
-    texts: Vec<(String, String)>,
-    pixels: Vec<[u8; 3]>,
-}
-
-/// Reads a frame the double wrote (uncompressed `iTXt`, stored deflate blocks, filter 0).
-fn read_frame(path: &Path) -> Frame {
-    let (width, height) = check_png(path).unwrap();
-    let bytes = std::fs::read(path).unwrap();
-    let (mut position, mut texts, mut idat) = (8, Vec::new(), Vec::new());
-    while position < bytes.len() {
-        let length = u32::from_be_bytes(bytes[position..position + 4].try_into().unwrap()) as usize;
-        let payload = &bytes[position + 8..position + 8 + length];
-        match &bytes[position + 4..position + 8] {
-            b"iTXt" => {
-                let keyword_end = payload.iter().position(|byte| *byte == 0).unwrap();
-                assert_eq!(
-                    &payload[keyword_end..keyword_end + 5],
-                    &[0, 0, 0, 0, 0],
-                    "uncompressed, no language"
-                );
-                texts.push((
-                    String::from_utf8(payload[..keyword_end].to_vec()).unwrap(),
-                    String::from_utf8(payload[keyword_end + 5..].to_vec()).unwrap(),
-                ));
-            }
-            b"IDAT" => idat.extend_from_slice(payload),
-            _ => {}
-        }
-        position += 12 + length;
-    }
-    let (mut at, mut raw) = (2, Vec::new());
-    loop {
-        let header = idat[at];
-        assert_eq!(header & 0b110, 0, "stored deflate block");
-        let length = u16::from_le_bytes([idat[at + 1], idat[at + 2]]) as usize;
-        raw.extend_from_slice(&idat[at + 5..at + 5 + length]);
-        at += 5 + length;
-        if header & 1 == 1 {
-            break;
-        }
-    }
-    let row = width as usize * 3 + 1;
-    assert_eq!(raw.len(), row * height as usize);
-    let pixels = raw
-        .chunks(row)
-        .flat_map(|line| line[1..].chunks(3).map(|pixel| [pixel[0], pixel[1], pixel[2]]))
-        .collect();
-    Frame { texts, pixels }
 }
 
 /// Output with dates and timings blanked, so two runs can be compared line by line.
