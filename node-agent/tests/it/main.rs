@@ -5,6 +5,7 @@
 //! retries).
 //! Fixtures stay in `node-agent/tests/fixtures/`.
 
+mod assets;
 mod cache;
 mod dump_config;
 mod outbox;
