@@ -6,4 +6,5 @@
 //! apply code of `apply.jsx`), `hook` (installing and checking `flatrender_hook.jsx`, which
 //! teaches the stock renderer `-r <script>`).
 
+pub mod hook;
 pub mod script;
