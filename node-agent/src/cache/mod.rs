@@ -42,7 +42,8 @@ use index::{CacheIndex, Removal};
 /// Where the cache lives and how it downloads.
 #[derive(Clone, Debug)]
 pub struct CacheConfig {
-    /// The cache folder (created if missing); nothing else should write there.
+    /// The cache folder (created if missing); nothing else should write there, except in folders
+    /// whose names are no entry's (the asset cache's `assets/` inside the template cache's).
     pub dir: PathBuf,
     /// Bytes the installed entries may occupy; exceeded only while everything is pinned.
     pub budget_bytes: u64,

@@ -4,7 +4,13 @@
 //!
 //! Layout, a file per concern: `script` (the generated `apply.jsx`: one data line, then the static
 //! apply code of `apply.jsx`), `hook` (installing and checking `flatrender_hook.jsx`, which
-//! teaches the stock renderer `-r <script>`).
+//! teaches the stock renderer `-r <script>`), `workdir` (the per-render working folder: the
+//! template's project copied, footage and assets linked), `prepare` (all of it for one chunk:
+//! the scene validated, its assets fetched and pinned, the folder and the script written).
 
 pub mod hook;
+mod prepare;
 pub mod script;
+pub mod workdir;
+
+pub use prepare::{PrepareFailure, PreparedScene, SceneJob, prepare};
