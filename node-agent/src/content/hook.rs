@@ -27,6 +27,8 @@ const MARKER_PREFIX: &str = "// flatrender_hook.jsx version ";
 /// Temporary names of an install in progress: `.flatrender_hook.jsx.<uuid>.tmp`.
 const TEMP_PREFIX: &str = ".flatrender_hook.jsx.";
 const TEMP_SUFFIX: &str = ".tmp";
+/// Age from which a temporary file is an interrupted install's, not one in progress.
+const STALE_TEMP_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// The hook could not be installed or read.
 #[derive(Debug, thiserror::Error)]
@@ -134,14 +136,22 @@ fn write_new(path: &Path) -> std::io::Result<()> {
     file.sync_all()
 }
 
-/// Temporary files of an install that was interrupted (best effort: they never run, being no `.jsx`).
+/// Temporary files of an install that was interrupted long ago (best effort: they never run,
+/// being no `.jsx`). Recent ones are left alone: they may be another agent's install in progress
+/// (agents sharing one After Effects), whose rename would fail without its file.
 fn remove_stale_temp_files(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX) {
+        let stale = entry
+            .metadata()
+            .and_then(|metadata| metadata.modified())
+            .ok()
+            .and_then(|modified| modified.elapsed().ok())
+            .is_some_and(|age| age >= STALE_TEMP_AGE);
+        if stale && name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX) {
             if let Err(error) = std::fs::remove_file(entry.path()) {
                 warn!(path = %entry.path().display(), %error, "could not remove a stale temporary hook file");
             }

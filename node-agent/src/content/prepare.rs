@@ -84,11 +84,6 @@ impl PreparedScene {
         &self.script
     }
 
-    /// The working folder.
-    pub fn work_dir(&self) -> &Path {
-        self.work_dir.path()
-    }
-
     /// Removes the working folder (on a blocking thread) and unpins the assets.
     pub async fn finish(self) {
         let Self {

@@ -50,7 +50,8 @@ fn install_creates_the_folder_and_is_idempotent() {
 }
 
 /// An older hook or someone else's file of that name is replaced by a rename over it, and the
-/// temporary files of an interrupted install are cleared; other startup scripts are untouched.
+/// temporary file of an install interrupted long ago is cleared (a recent one may be another
+/// agent's install in progress); other startup scripts are untouched.
 #[test]
 fn install_replaces_a_different_hook_and_clears_stale_temporaries() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -59,14 +60,31 @@ fn install_replaces_a_different_hook_and_clears_stale_temporaries() {
     let path = startup.join(HOOK_FILE_NAME);
     std::fs::write(&path, "// flatrender_hook.jsx version 0 (an old agent)\nold();\n").expect("old hook");
     std::fs::write(startup.join("commandLineRenderer.jsx"), "// Adobe's").expect("stock script");
-    std::fs::write(startup.join(".flatrender_hook.jsx.0123.tmp"), "half").expect("stale temporary");
+    let stale = startup.join(".flatrender_hook.jsx.0123.tmp");
+    std::fs::write(&stale, "half").expect("stale temporary");
+    let two_hours_ago = std::time::SystemTime::now() - Duration::from_secs(7200);
+    std::fs::File::options()
+        .write(true)
+        .open(&stale)
+        .and_then(|file| file.set_modified(two_hours_ago))
+        .expect("age the temporary");
+    // Another agent's install in progress: recent, so left alone.
+    let in_progress = startup.join(".flatrender_hook.jsx.4567.tmp");
+    std::fs::write(&in_progress, "being written").expect("recent temporary");
     assert_eq!(
         hook::status(&startup).expect("status"),
         HookStatus::Outdated { version: Some(0) }
     );
     assert_eq!(hook::install(&startup).expect("install"), Installed::Written);
     assert_eq!(std::fs::read_to_string(&path).expect("hook"), HOOK_SOURCE);
-    assert_eq!(names_in(&startup), ["commandLineRenderer.jsx", HOOK_FILE_NAME]);
+    assert_eq!(
+        names_in(&startup),
+        [
+            ".flatrender_hook.jsx.4567.tmp",
+            "commandLineRenderer.jsx",
+            HOOK_FILE_NAME
+        ]
+    );
     assert_eq!(
         std::fs::read_to_string(startup.join("commandLineRenderer.jsx")).expect("stock"),
         "// Adobe's"
