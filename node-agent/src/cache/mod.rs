@@ -12,6 +12,7 @@
 
 mod assets;
 mod bundle;
+mod content;
 mod download;
 mod error;
 mod flight;
@@ -22,7 +23,6 @@ mod open;
 mod store;
 
 use std::collections::HashMap;
-use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -33,6 +33,7 @@ use tracing::{Instrument, Span, info, warn};
 use flatrender_proto::types::{ContentHash, HttpUrl, TemplateId};
 
 pub use assets::AssetCache;
+pub(crate) use content::{CacheContent, EntryRequest};
 pub use error::{CacheError, CacheResult};
 pub use index::{CacheEntryInfo, InventoryChanges};
 pub use lease::CacheLease;
@@ -78,59 +79,6 @@ pub struct TemplateSpec {
     pub hash: ContentHash,
     /// Size of the download in bytes.
     pub size_bytes: u64,
-}
-
-/// What a cache folder holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum CacheContent {
-    /// Projects and zip bundles (extracted), reported in the inventory.
-    Templates,
-    /// Single files the fields of saved projects name, never extracted, never reported.
-    Assets,
-}
-
-impl CacheContent {
-    /// Whether an installed entry of `kind` belongs in this cache.
-    pub(crate) fn holds(self, kind: manifest::EntryKind) -> bool {
-        match self {
-            Self::Templates => matches!(kind, manifest::EntryKind::Project | manifest::EntryKind::Bundle),
-            Self::Assets => kind == manifest::EntryKind::Asset,
-        }
-    }
-}
-
-impl fmt::Display for CacheContent {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Templates => "template",
-            Self::Assets => "asset",
-        })
-    }
-}
-
-/// One entry to fetch, whatever the cache holds: a template's or an asset's description.
-#[derive(Clone, Debug)]
-pub(crate) struct EntryRequest {
-    pub(crate) url: HttpUrl,
-    pub(crate) hash: ContentHash,
-    pub(crate) size_bytes: u64,
-    pub(crate) template_id: Option<TemplateId>,
-    pub(crate) template_version: i32,
-    /// An asset's file name as the request gave it (its extension is kept); `None` for templates.
-    pub(crate) file_name: Option<String>,
-}
-
-impl From<&TemplateSpec> for EntryRequest {
-    fn from(template: &TemplateSpec) -> Self {
-        Self {
-            url: template.url.clone(),
-            hash: template.hash,
-            size_bytes: template.size_bytes,
-            template_id: template.template_id,
-            template_version: template.version,
-            file_name: None,
-        }
-    }
 }
 
 /// Counters for metrics and `doctor`.

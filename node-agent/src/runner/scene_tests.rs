@@ -6,48 +6,22 @@
 //! once for many chunks, and a corrupt asset failing the chunk with a cache error naming its field.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::HashMap;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+mod farm;
+
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path as UrlPath, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use flatrender_proto::pb::{self, field_value::Value as WireValue};
+use flatrender_proto::pb;
 use flatrender_proto::types::{ContentHash, CrashClass, FrameJobId, JobId, RecoveryAction};
 
 use super::*;
-use crate::cache::CacheConfig;
-use crate::config::AgentConfig;
-use crate::leases::LeaseTable;
-use crate::outbox::OutboxLimits;
-use crate::supervisor::AerenderInstall;
+use farm::{Farm, value_after};
 
 /// Generous: only a broken render reaches it, however loaded the machine.
 const WAIT_LIMIT: Duration = Duration::from_secs(60);
 /// The bytes of the scene's logo.
 const LOGO: &[u8] = b"\x89PNG logo pixels";
-
-/// Files served, requests counted per name, and names whose bytes are sent damaged.
-#[derive(Default)]
-struct Files {
-    bytes: Mutex<HashMap<String, Vec<u8>>>,
-    requests: Mutex<HashMap<String, usize>>,
-    corrupt: Mutex<Vec<String>>,
-}
-
-async fn serve(State(files): State<Arc<Files>>, UrlPath(name): UrlPath<String>) -> Response {
-    *files.requests.lock().unwrap().entry(name.clone()).or_default() += 1;
-    let Some(mut bytes) = files.bytes.lock().unwrap().get(&name).cloned() else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
-    if files.corrupt.lock().unwrap().contains(&name) {
-        bytes[0] ^= 0xff;
-    }
-    bytes.into_response()
-}
 
 /// What aerender does after recording its arguments.
 const SUCCEED: &str = r#"f=$first
@@ -65,214 +39,6 @@ echo 'Error: flatrender: field "headline" (layer "Title"): no layer of that name
 exit 9"#;
 const CRASH: &str = "kill -SEGV $$";
 const WAIT: &str = "exec sleep 600";
-
-struct Farm {
-    dir: tempfile::TempDir,
-    files: Arc<Files>,
-    base_url: String,
-    context: ChunkContext,
-    leases: LeaseTable,
-}
-
-impl Farm {
-    /// A node whose aerender is a shell script running `behaviour` after recording its arguments
-    /// (one per line in `marks/args`), its script (`marks/apply.jsx`) and its working folder's
-    /// files (`marks/tree`), then touching `marks/started`.
-    async fn start(behaviour: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let files = Arc::new(Files::default());
-        let router = axum::Router::new()
-            .route("/files/{name}", axum::routing::get(serve))
-            .with_state(Arc::clone(&files));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base_url = format!("http://{}/files", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, router).await });
-
-        let marks = dir.path().join("marks");
-        std::fs::create_dir_all(&marks).unwrap();
-        let aerender = dir.path().join("aerender");
-        let script = format!(
-            r#"#!/bin/sh
-marks='{marks}'
-printf '%s\n' "$@" > "$marks/args"
-while [ $# -gt 0 ]; do
-  case "$1" in
-    -s) first="$2"; shift 2;;
-    -e) last="$2"; shift 2;;
-    -output) output="$2"; shift 2;;
-    -r) script="$2"; shift 2;;
-    *) shift;;
-  esac
-done
-if [ -n "$script" ]; then
-  cp "$script" "$marks/apply.jsx"
-  (cd "$(dirname "$script")" && find . -type f | sort) > "$marks/tree"
-fi
-touch "$marks/started"
-{behaviour}
-"#,
-            marks = marks.display()
-        );
-        std::fs::write(&aerender, script).unwrap();
-        std::fs::set_permissions(&aerender, std::fs::Permissions::from_mode(0o755)).unwrap();
-
-        let mut config = AgentConfig::default();
-        config.node.state_dir = dir.path().join("state");
-        config.aerender.output_root = dir.path().join("renders");
-        config.aerender.frame_extension = "tif".into();
-        config.cache.dir = dir.path().join("cache");
-        config.watchdog.kill_grace_seconds = 1;
-        let cache_config = |dir: PathBuf| CacheConfig {
-            max_attempts: 1,
-            ..CacheConfig::new(dir, 1 << 30)
-        };
-        let context = ChunkContext {
-            client: Arc::new(ControlPlaneClient::new(
-                vec!["http://127.0.0.1:1".into()],
-                Duration::from_secs(1),
-                None,
-            )),
-            cache: TemplateCache::open(cache_config(config.cache.dir.clone()))
-                .await
-                .unwrap(),
-            assets: AssetCache::open(cache_config(config.cache.asset_dir())).await.unwrap(),
-            outbox: Arc::new(
-                Outbox::open(
-                    dir.path().join("outbox"),
-                    OutboxLimits {
-                        max_health_samples: 10,
-                        max_bytes: 1 << 20,
-                    },
-                )
-                .await
-                .unwrap(),
-            ),
-            metrics: Arc::new(AgentMetrics::new()),
-            install: AerenderInstall {
-                path: aerender,
-                version: None,
-            },
-            process_tag_prefix: format!("flatrender-test/{}/", uuid::Uuid::new_v4().simple()),
-            config: Arc::new(config),
-        };
-        Self {
-            dir,
-            files,
-            base_url,
-            context,
-            leases: LeaseTable::default(),
-        }
-    }
-
-    fn publish(&self, name: &str, bytes: &[u8]) -> (String, String) {
-        self.files.bytes.lock().unwrap().insert(name.into(), bytes.to_vec());
-        (
-            format!("{}/{name}", self.base_url),
-            ContentHash::from_bytes(*blake3::hash(bytes).as_bytes()).to_hex(),
-        )
-    }
-
-    fn requests(&self, name: &str) -> usize {
-        self.files.requests.lock().unwrap().get(name).copied().unwrap_or(0)
-    }
-
-    fn mark(&self, name: &str) -> PathBuf {
-        self.dir.path().join("marks").join(name)
-    }
-
-    fn work_root(&self) -> PathBuf {
-        self.dir.path().join("state").join("work")
-    }
-
-    /// A chunk of frames 10..=12 of "Intro", with `scene` (a headline and a logo when `Some`).
-    fn assignment(&self, job_id: JobId, scene: Option<pb::AssignedScene>) -> pb::WorkAssignment {
-        let (url, blake3_hex) = self.publish("template.aep", b"RIFX the cached template");
-        pb::WorkAssignment {
-            frame_job_id: FrameJobId::new_random().to_string(),
-            lease_token: 7,
-            job_id: job_id.to_string(),
-            frame_range: Some(pb::FrameRange { start: 10, end: 12 }),
-            template: Some(pb::TemplateRef {
-                download_url: url,
-                blake3_hex,
-                size_bytes: 24,
-                ..pb::TemplateRef::default()
-            }),
-            composition: "Intro".into(),
-            output: Some(pb::OutputSettings {
-                output_name: "out".into(),
-                ..pb::OutputSettings::default()
-            }),
-            scene,
-            ..pb::WorkAssignment::default()
-        }
-    }
-
-    fn scene(&self) -> pb::AssignedScene {
-        let (url, blake3_hex) = self.publish("logo-upload", LOGO);
-        let logo = pb::Asset {
-            url,
-            blake3_hex,
-            size_bytes: LOGO.len() as i64,
-            file_name: "Logo.png".into(),
-        };
-        let field = |key: &str, layer: &str, value| pb::FieldValue {
-            key: key.into(),
-            layer_name: layer.into(),
-            property: String::new(),
-            value: Some(value),
-        };
-        pb::AssignedScene {
-            index: 2,
-            scene_id: String::new(),
-            fields: vec![
-                field("headline", "Title", WireValue::Text("\"); app.quit(); //\nHi".into())),
-                field("logo", "Logo", WireValue::Image(logo)),
-            ],
-        }
-    }
-
-    async fn run(&self, assignment: &pb::WorkAssignment) -> ChunkOutcome {
-        let lease = self.leases.insert(assignment);
-        let outcome = run_chunk(&self.context, assignment, lease, |failure| failure).await;
-        self.leases.remove(&assignment.frame_job_id);
-        outcome
-    }
-
-    fn args(&self) -> Vec<String> {
-        std::fs::read_to_string(self.mark("args"))
-            .unwrap()
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-
-    fn last_failure(&self) -> crate::outbox::ChunkFailure {
-        self.context
-            .outbox
-            .pending_results()
-            .into_iter()
-            .rev()
-            .find_map(|(_, item)| match item {
-                OutboxItem::Failure(failure) => Some(failure),
-                _ => None,
-            })
-            .expect("a failure in the outbox")
-    }
-
-    /// Nothing is left under the work root (the job folders go with their last render).
-    fn assert_no_working_folder(&self) {
-        let left: Vec<_> = std::fs::read_dir(self.work_root())
-            .map(|entries| entries.flatten().map(|entry| entry.path()).collect())
-            .unwrap_or_default();
-        assert!(left.is_empty(), "working folders left: {left:?}");
-    }
-}
-
-fn value_after<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
-    let position = args.iter().position(|arg| arg == flag)?;
-    args.get(position + 1).map(String::as_str)
-}
 
 /// A scene renders its working copy with `-r apply.jsx` (the values in the data line, the asset
 /// linked in the folder), frames land in `<job>/scene-002/`, and afterwards the working folder is
