@@ -143,6 +143,9 @@ pub struct AerenderConfig {
     pub mfr_max_cpu_percent: u8,
     /// AE's disk cache folder, cleared after repeated cache errors (empty: never cleared).
     pub disk_cache_dir: PathBuf,
+    /// Where the agent installs its After Effects startup hook, `flatrender_hook.jsx` (empty:
+    /// `Scripts/Startup` beside aerender, where After Effects looks).
+    pub startup_scripts_dir: PathBuf,
 }
 
 impl Default for AerenderConfig {
@@ -157,6 +160,7 @@ impl Default for AerenderConfig {
             mfr: true,
             mfr_max_cpu_percent: 90,
             disk_cache_dir: PathBuf::new(),
+            startup_scripts_dir: PathBuf::new(),
         }
     }
 }
@@ -244,6 +248,12 @@ pub struct CacheSettings {
     pub download_timeout_seconds: u64,
     /// Attempts per download.
     pub max_attempts: u32,
+    /// Folder of the asset cache: the images, videos and audio files saved projects' fields
+    /// name (empty: `<dir>/assets`, beside the template entries, which the template cache leaves
+    /// alone).
+    pub asset_dir: PathBuf,
+    /// Byte budget of the asset cache (LRU eviction beyond it, never of an asset in use).
+    pub asset_budget_bytes: u64,
 }
 
 impl Default for CacheSettings {
@@ -253,6 +263,8 @@ impl Default for CacheSettings {
             budget_bytes: 20 << 30,
             download_timeout_seconds: 600,
             max_attempts: 4,
+            asset_dir: PathBuf::new(),
+            asset_budget_bytes: 20 << 30,
         }
     }
 }
@@ -263,6 +275,17 @@ impl Default for CacheSettings {
 pub struct HealthSettings {
     /// Sampling period.
     pub interval_seconds: u64,
+}
+
+impl CacheSettings {
+    /// The asset cache's folder: `asset_dir`, or `<dir>/assets` when it is empty.
+    pub fn asset_dir(&self) -> PathBuf {
+        if self.asset_dir.as_os_str().is_empty() {
+            self.dir.join("assets")
+        } else {
+            self.asset_dir.clone()
+        }
+    }
 }
 
 impl Default for HealthSettings {
@@ -411,6 +434,15 @@ impl AgentConfig {
         if self.cache.budget_bytes < 1 << 20 {
             return invalid("cache.budget_bytes", "must be at least 1 MiB");
         }
+        if self.cache.asset_budget_bytes < 1 << 20 {
+            return invalid("cache.asset_budget_bytes", "must be at least 1 MiB");
+        }
+        if self.cache.asset_dir() == self.cache.dir {
+            return invalid(
+                "cache.asset_dir",
+                "must be a folder of its own, not cache.dir (each cache drops the other's entries)",
+            );
+        }
         if self.cache.max_attempts == 0 {
             return invalid("cache.max_attempts", "must be at least 1");
         }
@@ -474,94 +506,4 @@ fn default_node_name() -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Defaults load; the node name falls back to the host name.
-    #[test]
-    fn defaults_are_valid() {
-        let config = AgentConfig::load(None, vec![], &[]).unwrap();
-        assert!(!config.node.name.is_empty());
-        assert_eq!(
-            config.control_plane.endpoints,
-            vec!["http://127.0.0.1:50051".to_string()]
-        );
-    }
-
-    /// Environment lists split on commas; bad values name the key.
-    #[test]
-    fn layers_and_errors() {
-        let vars = vec![(
-            "FLATRENDER_AGENT_CONTROL_PLANE__ENDPOINTS".to_string(),
-            "http://a:1, http://b:2".to_string(),
-        )];
-        let config = AgentConfig::load(None, vars, &["node.name=render-07".into()]).unwrap();
-        assert_eq!(config.control_plane.endpoints.len(), 2);
-        assert_eq!(config.node.name, "render-07");
-        let error = AgentConfig::load(None, vec![], &["node.max_leases=0".into()]).unwrap_err();
-        assert!(error.to_string().contains("node.max_leases"), "{error}");
-        let error = AgentConfig::load(None, vec![], &["control_plane.endpoints=ftp://x".into()]).unwrap_err();
-        assert!(error.to_string().contains("control_plane.endpoints"), "{error}");
-    }
-
-    /// The dump hides the join token, shows everything else, and reads back as the same
-    /// configuration (apart from the hidden token).
-    #[test]
-    fn redacted_toml_hides_the_join_token_and_reads_back() {
-        let overrides = [
-            "control_plane.join_token=s3cret-join".to_string(),
-            "node.max_leases=3".to_string(),
-        ];
-        let config = AgentConfig::load(None, vec![], &overrides).unwrap();
-        let dumped = config.to_redacted_toml().unwrap();
-        assert!(!dumped.contains("s3cret-join"), "{dumped}");
-        assert!(dumped.contains(r#"join_token = "***""#), "{dumped}");
-        let mut read_back: AgentConfig = toml::from_str(&dumped).unwrap();
-        assert_eq!(read_back.control_plane.join_token, "***");
-        read_back.control_plane.join_token = config.control_plane.join_token.clone();
-        assert_eq!(read_back, config);
-        let without_token = AgentConfig::load(None, vec![], &[]).unwrap();
-        assert!(without_token.to_redacted_toml().unwrap().contains(r#"join_token = """#));
-    }
-
-    /// A missing join token says how to get one.
-    #[test]
-    fn missing_join_token_explains() {
-        let config = AgentConfig::load(None, vec![], &[]).unwrap();
-        assert!(
-            config
-                .join_token()
-                .unwrap_err()
-                .to_string()
-                .contains("token create --kind join")
-        );
-    }
-
-    /// The canary settings are checked: a project needs its composition, the back-off cap its base.
-    #[test]
-    fn canary_settings_are_validated() {
-        let project_only = ["recovery.canary_project=/srv/canary.aep".to_string()];
-        let error = AgentConfig::load(None, vec![], &project_only).unwrap_err();
-        assert!(error.to_string().contains("recovery.canary_composition"), "{error}");
-        let cap_below_base = ["recovery.probe_interval_max_seconds=10".to_string()];
-        let error = AgentConfig::load(None, vec![], &cap_below_base).unwrap_err();
-        assert!(
-            error.to_string().contains("recovery.probe_interval_max_seconds"),
-            "{error}"
-        );
-    }
-
-    /// An https:// endpoint needs the CA to trust; the error names the key.
-    #[test]
-    fn https_endpoints_need_a_ca() {
-        let https = ["control_plane.endpoints=https://cp.internal:50051".to_string()];
-        let error = AgentConfig::load(None, vec![], &https).unwrap_err();
-        assert!(error.to_string().contains("control_plane.ca_cert"), "{error}");
-        let with_ca = [
-            https[0].clone(),
-            "control_plane.ca_cert=/etc/flatrender/ca.pem".to_string(),
-        ];
-        let config = AgentConfig::load(None, vec![], &with_ca).unwrap();
-        assert_eq!(config.control_plane.ca_cert, PathBuf::from("/etc/flatrender/ca.pem"));
-    }
-}
+mod tests;

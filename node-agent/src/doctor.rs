@@ -1,9 +1,14 @@
-//! `node-agent doctor`: checks what the agent needs (aerender, disk, cache and state folders,
-//! the control plane) and says what to fix. Returns the checks; the binary prints them.
+//! `node-agent doctor`: checks what the agent needs (aerender, its startup hook, disk, cache and
+//! state folders, the control plane) and says what to fix. Returns the checks; the binary prints
+//! them.
 
 use std::{path::Path, time::Duration};
 
-use crate::{config::AgentConfig, supervisor};
+use crate::{
+    config::AgentConfig,
+    content::hook::{self, HookStatus},
+    supervisor::{self, AerenderInstall},
+};
 
 /// One check's result.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,7 +46,8 @@ const MIN_FREE_BYTES: u64 = 5 << 30;
 pub async fn run_checks(config: &AgentConfig) -> Vec<Check> {
     let mut checks = Vec::new();
     let configured = (!config.aerender.path.as_os_str().is_empty()).then_some(config.aerender.path.as_path());
-    match supervisor::find_aerender(configured) {
+    let found = supervisor::find_aerender(configured);
+    match &found {
         Ok(install) => {
             checks.push(Check::pass("aerender", install.path.display().to_string()));
             match &install.version {
@@ -63,8 +69,11 @@ pub async fn run_checks(config: &AgentConfig) -> Vec<Check> {
         }
         Err(error) => checks.push(Check::fail("aerender", error.to_string())),
     }
+    checks.push(startup_hook(config, found.as_ref().ok()));
+    let asset_dir = config.cache.asset_dir();
     for (name, dir) in [
         ("template cache folder", config.cache.dir.as_path()),
+        ("asset cache folder", asset_dir.as_path()),
         ("output folder", config.aerender.output_root.as_path()),
         ("state folder", config.node.state_dir.as_path()),
     ] {
@@ -82,6 +91,47 @@ pub async fn run_checks(config: &AgentConfig) -> Vec<Check> {
         checks.push(reachable(endpoint, &config.control_plane.ca_cert).await);
     }
     checks
+}
+
+/// The After Effects startup hook that applies saved projects' values (docs/content.md §3).
+fn startup_hook(config: &AgentConfig, install: Option<&AerenderInstall>) -> Check {
+    const NAME: &str = "aerender startup hook";
+    let configured = &config.aerender.startup_scripts_dir;
+    let dir = match install {
+        Some(install) => hook::startup_scripts_dir(configured, &install.path),
+        None if !configured.as_os_str().is_empty() => configured.clone(),
+        None => {
+            return Check::fail(
+                NAME,
+                format!(
+                    "no folder to check: aerender was not found; fix that, or set {}",
+                    hook::CONFIG_KEY
+                ),
+            );
+        }
+    };
+    let path = dir.join(hook::HOOK_FILE_NAME);
+    let fix = format!(
+        "start the agent (it installs the hook, and needs write access to {}), or set {}",
+        dir.display(),
+        hook::CONFIG_KEY
+    );
+    match hook::status(&dir) {
+        Ok(HookStatus::Current) => Check::pass(NAME, format!("{} (version {})", path.display(), hook::HOOK_VERSION)),
+        Ok(HookStatus::Missing) => Check::fail(NAME, format!("missing: {}; {fix}", path.display())),
+        Ok(HookStatus::Outdated { version }) => {
+            let found = version.map_or_else(|| "not this agent's".to_owned(), |version| format!("version {version}"));
+            Check::fail(
+                NAME,
+                format!(
+                    "outdated: {} is {found}, this agent installs version {}; {fix}",
+                    path.display(),
+                    hook::HOOK_VERSION
+                ),
+            )
+        }
+        Err(error) => Check::fail(NAME, error.to_string()),
+    }
 }
 
 fn writable(name: &str, dir: &Path) -> Check {
@@ -149,5 +199,47 @@ async fn reachable(endpoint: &str, ca_cert: &Path) -> Check {
             format!("unreachable ({error}): is the control plane running, and is the address right?"),
         ),
         Err(_) => Check::fail(&name, "no answer within 6 s: check firewalls and the address"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_with_startup_dir(dir: &Path) -> AgentConfig {
+        let mut config = AgentConfig::default();
+        config.aerender.startup_scripts_dir = dir.to_path_buf();
+        config
+    }
+
+    /// The hook check says missing, outdated (with the version found) or current, and names the
+    /// fix; without aerender or a configured folder it says what to set.
+    #[test]
+    fn startup_hook_check_reports_each_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let startup = dir.path().join("Scripts").join("Startup");
+        let config = config_with_startup_dir(&startup);
+        let missing = startup_hook(&config, None);
+        assert!(!missing.ok && missing.detail.starts_with("missing"), "{missing:?}");
+        assert!(missing.detail.contains(hook::CONFIG_KEY), "{missing:?}");
+        std::fs::create_dir_all(&startup).unwrap();
+        std::fs::write(
+            startup.join(hook::HOOK_FILE_NAME),
+            "// flatrender_hook.jsx version 0 (old)\n",
+        )
+        .unwrap();
+        let outdated = startup_hook(&config, None);
+        assert!(!outdated.ok && outdated.detail.contains("is version 0"), "{outdated:?}");
+        hook::install(&startup).unwrap();
+        let current = startup_hook(&config, None);
+        assert!(current.ok, "{current:?}");
+        // Found beside aerender when no folder is configured.
+        let install = AerenderInstall {
+            path: dir.path().join("aerender"),
+            version: None,
+        };
+        assert!(startup_hook(&AgentConfig::default(), Some(&install)).ok);
+        let nowhere = startup_hook(&AgentConfig::default(), None);
+        assert!(!nowhere.ok && nowhere.detail.contains(hook::CONFIG_KEY), "{nowhere:?}");
     }
 }

@@ -7,7 +7,10 @@
 //! - `runner`: one leased chunk end to end, under watchdogs. `leases`: leases held, self-fencing.
 //! - `supervisor`: finding aerender, its command line, the process tree and its output.
 //! - `aerender_log`: the pure parser of aerender output. `recovery`: verdicts and policy.
-//! - `cache`: the BLAKE3-addressed LRU template cache. `outbox`: durable results and samples.
+//! - `cache`: the BLAKE3-addressed LRU template and asset caches. `outbox`: durable results and
+//!   samples.
+//! - `content`: a saved project's values put into a working copy of the template (the generated
+//!   script, the After Effects startup hook, the working folder).
 //! - `health`: sysinfo samples. `metrics`: the agent's Prometheus endpoint.
 //! - `config`: layered configuration. `doctor`: set-up checks. `probe`: does aerender start.
 //! - `canary`: the one-frame render that re-admits a quarantined node.
@@ -18,6 +21,7 @@ pub mod cache;
 pub(crate) mod canary;
 pub(crate) mod client;
 pub mod config;
+pub mod content;
 pub(crate) mod delivery;
 pub mod doctor;
 pub mod health;

@@ -172,6 +172,9 @@ pub fn classify_fatal(class: ErrorClass, line: &str) -> Failure {
         CompNotFound | RenderQueueItemNotFound | OutputNotProvided | FootageError | MissingFootage | MissingEffect => {
             (CrashClass::TemplateError, RecoveryAction::FailJob)
         }
+        // The project's content does not fit the template (no such layer, wrong layer type): the
+        // same on every node, so the job fails at once with the line naming field and layer.
+        FieldNotApplied => (CrashClass::TemplateError, RecoveryAction::FailJob),
         // The cached project vanished or is unreadable: refetch it and try again here.
         ProjectMissing => (CrashClass::CacheError, RecoveryAction::RetryHere),
         // Render-settings and output-module templates are installed per machine.
@@ -339,6 +342,31 @@ mod tests {
             classify_fatal(ErrorClass::AeRuntimeError, "x").action,
             RecoveryAction::RetryElsewhere
         );
+    }
+
+    /// A field the script could not apply fails the job as a template error, and the reported
+    /// message is the line naming the field and the layer (the job's failure reason starts with
+    /// it), even though the script error line came first and the exit code was 9.
+    #[test]
+    fn field_not_applied_fails_the_job_naming_field_and_layer() {
+        let field_line =
+            "Error: flatrender: field \"headline\" (layer \"Title\"): no layer of that name in composition \"Intro\"";
+        let log = parse_log(&format!(
+            "PROGRESS: Running Script: /w/apply.jsx\r\naerender ERROR: Error executing script: /w/apply.jsx\r\n{field_line}\r\n"
+        ));
+        let Verdict::Failed(failure) = judge(&facts(&log, Some(9), Watchdog::Exited, 0)) else {
+            panic!("must fail")
+        };
+        assert_eq!(
+            (failure.crash_class, failure.action, failure.error_class),
+            (
+                CrashClass::TemplateError,
+                RecoveryAction::FailJob,
+                Some(ErrorClass::FieldNotApplied)
+            )
+        );
+        assert!(failure.message.starts_with(field_line), "{}", failure.message);
+        assert_eq!(ErrorClass::FieldNotApplied.to_string(), "field_not_applied");
     }
 
     /// Killed by a signal is a crash; cancelled is a hand-back.

@@ -60,6 +60,10 @@ pub enum ErrorClass {
     TimeSpanOutOfRange,
     /// Any other `WARNING:` line.
     AeWarning,
+    /// A saved project's field value could not be applied to the template: the node agent's
+    /// `apply.jsx` names the field and the layer (`Error: flatrender: field "<key>" (layer
+    /// "<layer>"): <reason>`, docs/content.md §3).
+    FieldNotApplied,
 }
 
 impl ErrorClass {
@@ -89,6 +93,7 @@ impl ErrorClass {
             Self::ArgumentIgnored => "argument_ignored",
             Self::TimeSpanOutOfRange => "time_span_out_of_range",
             Self::AeWarning => "ae_warning",
+            Self::FieldNotApplied => "field_not_applied",
         }
     }
 
@@ -106,6 +111,17 @@ impl fmt::Display for ErrorClass {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         formatter.write_str(self.as_str())
     }
+}
+
+/// How the node agent's `apply.jsx` starts the line that names a field it could not apply
+/// (after the stock renderer's `aerender ERROR: Error executing script: <path>`).
+const FIELD_NOT_APPLIED_PREFIX: &str = "Error: flatrender: field \"";
+
+/// True for the line naming a field the agent's script could not apply (docs/content.md §3).
+/// Matched exactly, as the script writes it: the rest of the line holds template names (layers,
+/// compositions) that must not be read as further log entries.
+pub(super) fn is_field_not_applied(line: &str) -> bool {
+    line.trim_start().starts_with(FIELD_NOT_APPLIED_PREFIX)
 }
 
 /// Whether a classified line makes the render fail or only deserves attention.

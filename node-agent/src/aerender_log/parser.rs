@@ -153,6 +153,11 @@ impl LogParser {
         let mut events = Vec::new();
         for physical_line in grammar::split_lines(line) {
             let physical_line = physical_line.trim_start_matches('\u{feff}');
+            // The field line carries template names (a layer called `x WARNING: y`): one entry.
+            if class::is_field_not_applied(physical_line) {
+                self.feed_segment(physical_line, &mut events);
+                continue;
+            }
             for segment in grammar::split_collapsed(physical_line) {
                 self.feed_segment(segment, &mut events);
             }
@@ -183,6 +188,13 @@ impl LogParser {
         }
         let previous_fatal_class = self.last_fatal_class.take();
 
+        // First: the rest of the line holds template names, which may contain a banner, a noise
+        // marker or a prefix. Fatal wherever it comes, also when console noise got between it and
+        // the script error line above it.
+        if class::is_field_not_applied(trimmed) {
+            self.record(ErrorClass::FieldNotApplied, Severity::Fatal, trimmed, events);
+            return;
+        }
         if let Some(version) = grammar::parse_banner(trimmed) {
             self.ae_version_from_banner.get_or_insert_with(|| version.clone());
             events.push(LogEvent::Banner { version });

@@ -1,5 +1,5 @@
-//! Fetching one template over HTTP into a temporary file inside the cache folder, hashing the
-//! bytes as they arrive.
+//! Fetching one template or asset over HTTP into a temporary file inside the cache folder,
+//! hashing the bytes as they arrive.
 //!
 //! Each attempt has its own deadline. Transient failures (connect errors, timeouts, broken
 //! bodies, 408, 429, 5xx) are retried with exponential backoff; other statuses fail at once. When
@@ -28,7 +28,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// Integrity failures (size or hash) tolerated before giving up: the first one refetches.
 const MAX_INTEGRITY_FAILURES: u32 = 2;
 
-/// One template to fetch and the retry policy.
+/// One template or asset to fetch, and the retry policy.
 pub(crate) struct DownloadRequest<'a> {
     pub(crate) client: &'a reqwest::Client,
     pub(crate) dir: &'a Path,
@@ -54,7 +54,7 @@ enum AttemptError {
     Permanent(String),
     /// Local disk trouble; not a network problem, so not retried.
     Local(CacheError),
-    /// More or fewer bytes than the template's declared size.
+    /// More or fewer bytes than the declared size.
     Size { actual: u64 },
 }
 
@@ -80,7 +80,7 @@ impl Drop for TempFileGuard {
     }
 }
 
-/// Downloads and verifies the template; returns the temporary file holding exactly the
+/// Downloads and verifies the file; returns the temporary file holding exactly the
 /// expected bytes. The caller installs (and so consumes) it.
 pub(crate) async fn download(request: &DownloadRequest<'_>) -> CacheResult<PathBuf> {
     let mut guard = TempFileGuard {
@@ -96,7 +96,7 @@ pub(crate) async fn download(request: &DownloadRequest<'_>) -> CacheResult<PathB
         let integrity_error = match run_attempt(request, &guard.path, &mut partial_opt).await {
             Ok(()) => match check_complete(request, partial_opt.as_ref()) {
                 Ok(()) => {
-                    info!(template_hash = %request.hash, url = %request.url, attempt, "template downloaded");
+                    info!(template_hash = %request.hash, url = %request.url, attempt, "downloaded");
                     guard.keep = true;
                     return Ok(guard.path.clone());
                 }
@@ -116,7 +116,7 @@ pub(crate) async fn download(request: &DownloadRequest<'_>) -> CacheResult<PathB
                 let delay = backoff(request.retry_base_delay, attempt).max(retry_after.unwrap_or_default());
                 let delay = delay.min(MAX_BACKOFF);
                 warn!(template_hash = %request.hash, url = %request.url, attempt, error = %message,
-                    delay_ms = delay.as_millis() as u64, "template download failed, retrying");
+                    delay_ms = delay.as_millis() as u64, "download failed, retrying");
                 tokio::time::sleep(delay).await;
                 continue;
             }
@@ -127,11 +127,11 @@ pub(crate) async fn download(request: &DownloadRequest<'_>) -> CacheResult<PathB
         store::remove_path(&guard.path).map_err(|error| CacheError::io(&guard.path, error))?;
         if num_integrity_failures >= MAX_INTEGRITY_FAILURES {
             warn!(template_hash = %request.hash, url = %request.url, error = %integrity_error,
-                "template download corrupt again, giving up");
+                "download corrupt again, giving up");
             return Err(integrity_error);
         }
         warn!(template_hash = %request.hash, url = %request.url, error = %integrity_error,
-            "template download corrupt, refetching from scratch");
+            "download corrupt, refetching from scratch");
         attempt_budget = attempt_budget.saturating_add(1);
     }
 }
@@ -211,7 +211,7 @@ async fn run_attempt(
         .map(|partial| partial.num_bytes);
     let mut http_request = request.client.get(request.url.as_str());
     if let Some(offset) = resume_from {
-        debug!(template_hash = %request.hash, offset, "resuming template download");
+        debug!(template_hash = %request.hash, offset, "resuming download");
         http_request = http_request.header(RANGE, format!("bytes={offset}-"));
     }
     let mut response = match tokio::time::timeout_at(deadline, http_request.send()).await {

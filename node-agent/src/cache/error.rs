@@ -1,4 +1,4 @@
-//! The template cache's error type. Clonable, because one failed shared download is reported to
+//! The cache's error type (templates and assets). Clonable, because one failed shared download is reported to
 //! every caller that waited on it.
 
 use std::path::PathBuf;
@@ -9,17 +9,17 @@ use flatrender_proto::types::{ContentHash, HttpUrl};
 /// Result of a cache operation.
 pub type CacheResult<T> = Result<T, CacheError>;
 
-/// Why a template could not be provided, verified or removed.
+/// Why a template or an asset could not be provided, verified or removed.
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum CacheError {
     /// The download failed (network, timeout or HTTP status) after the allowed retries.
     #[error("download of {url} failed: {message}")]
     Download { url: HttpUrl, message: String },
     /// The downloaded bytes do not hash to the expected BLAKE3 digest (after one refetch).
-    #[error("template content hash mismatch: expected {expected}, got {actual}")]
+    #[error("content hash mismatch: expected {expected}, got {actual}")]
     HashMismatch { expected: ContentHash, actual: ContentHash },
-    /// The server sent a different number of bytes than the template's declared size.
-    #[error("template size mismatch for {hash}: expected {expected} bytes, got {actual}")]
+    /// The server sent a different number of bytes than the declared size.
+    #[error("size mismatch for {hash}: expected {expected} bytes, got {actual}")]
     SizeMismatch {
         hash: ContentHash,
         expected: u64,
@@ -35,10 +35,10 @@ pub enum CacheError {
     #[error("bundle {hash} is not a readable zip archive: {message}")]
     BadBundle { hash: ContentHash, message: String },
     /// The entry is not in the cache.
-    #[error("template {hash} is not cached")]
+    #[error("{hash} is not cached")]
     NotCached { hash: ContentHash },
     /// The entry is in use by a render and cannot be removed now.
-    #[error("template {hash} is in use and cannot be removed")]
+    #[error("{hash} is in use and cannot be removed")]
     Pinned { hash: ContentHash },
     /// A file system operation failed.
     #[error("cache io error on {path}: {source}")]

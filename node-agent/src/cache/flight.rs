@@ -20,7 +20,7 @@ use super::index::IndexEntry;
 use super::lease::CacheLease;
 use super::manifest::EntryManifest;
 use super::store;
-use super::{Shared, State, TemplateSpec, download, spawn_blocking_in_span};
+use super::{EntryRequest, Shared, State, download, spawn_blocking_in_span};
 
 /// The published outcome; `Ok` means the entry is installed and pinned for every waiter.
 type FlightResult = Result<(), CacheError>;
@@ -33,10 +33,10 @@ pub(super) struct Flight {
     done: watch::Receiver<Option<FlightResult>>,
 }
 
-/// Joins the flight for `template.hash`, starting one if none is running. Called with the state
+/// Joins the flight for `request.hash`, starting one if none is running. Called with the state
 /// lock held, right after the index lookup missed.
-pub(super) fn join_or_start(shared: &Arc<Shared>, state: &mut State, template: &TemplateSpec) -> Waiter {
-    let hash = template.hash;
+pub(super) fn join_or_start(shared: &Arc<Shared>, state: &mut State, request: &EntryRequest) -> Waiter {
+    let hash = request.hash;
     if let Some(flight) = state.flights.get_mut(&hash) {
         flight.num_waiters += 1;
         return Waiter {
@@ -60,11 +60,11 @@ pub(super) fn join_or_start(shared: &Arc<Shared>, state: &mut State, template: &
     );
     let completion = Completion {
         shared: Arc::clone(shared),
-        template: template.clone(),
+        request: request.clone(),
         flight_id,
         sender: Some(sender),
     };
-    let span = info_span!("template_download", template_hash = %hash, url = %template.url);
+    let span = info_span!("cache_download", cache = %shared.content, template_hash = %hash, url = %request.url);
     tokio::spawn(run_flight(completion).instrument(span));
     Waiter {
         shared: Arc::clone(shared),
@@ -76,21 +76,21 @@ pub(super) fn join_or_start(shared: &Arc<Shared>, state: &mut State, template: &
 }
 
 async fn run_flight(mut completion: Completion) {
-    let result = fetch_and_install(&completion.shared, &completion.template).await;
+    let result = fetch_and_install(&completion.shared, &completion.request).await;
     let trash = completion.complete(result);
     completion.shared.publish_stats();
     completion.shared.delete_trash(trash).await;
     completion.shared.persist().await;
 }
 
-async fn fetch_and_install(shared: &Shared, template: &TemplateSpec) -> CacheResult<EntryManifest> {
+async fn fetch_and_install(shared: &Shared, entry: &EntryRequest) -> CacheResult<EntryManifest> {
     let config = &shared.config;
     let request = download::DownloadRequest {
         client: &shared.client,
         dir: &config.dir,
-        url: &template.url,
-        hash: template.hash,
-        size_bytes: template.size_bytes,
+        url: &entry.url,
+        hash: entry.hash,
+        size_bytes: entry.size_bytes,
         attempt_timeout: config.download_timeout,
         max_attempts: config.max_attempts,
         retry_base_delay: config.retry_base_delay,
@@ -99,12 +99,16 @@ async fn fetch_and_install(shared: &Shared, template: &TemplateSpec) -> CacheRes
     let downloaded_path = download::download(&request).await?;
     shared.counters.downloads.fetch_add(1, Ordering::Relaxed);
     let dir = config.dir.clone();
-    let hash = template.hash;
-    let template_id = template.template_id;
-    let template_version = template.version;
+    let content = shared.content;
+    let file_name = entry.file_name.clone();
+    let hash = entry.hash;
+    let template_id = entry.template_id;
+    let template_version = entry.template_version;
     spawn_blocking_in_span(move || {
         store::install(&store::InstallRequest {
             dir: &dir,
+            content,
+            file_name: file_name.as_deref(),
             hash,
             template_id,
             template_version,
@@ -118,7 +122,7 @@ async fn fetch_and_install(shared: &Shared, template: &TemplateSpec) -> CacheRes
 /// Publishes a flight's outcome exactly once, also if the task is dropped (runtime shutdown).
 struct Completion {
     shared: Arc<Shared>,
-    template: TemplateSpec,
+    request: EntryRequest,
     flight_id: u64,
     sender: Option<watch::Sender<Option<FlightResult>>>,
 }
@@ -130,7 +134,7 @@ impl Completion {
         let Some(sender) = self.sender.take() else {
             return Vec::new();
         };
-        let hash = self.template.hash;
+        let hash = self.request.hash;
         let mut trash = Vec::new();
         let mut state = self.shared.lock_state();
         let num_waiters = match state.flights.get(&hash) {
@@ -144,8 +148,8 @@ impl Completion {
                 trash = self.shared.evict_locked(&mut state, size_bytes);
                 let entry = IndexEntry::new(
                     size_bytes,
-                    self.template.template_id,
-                    self.template.version,
+                    self.request.template_id,
+                    self.request.template_version,
                     manifest.project_path(),
                     chrono::Utc::now(),
                 );
@@ -154,11 +158,11 @@ impl Completion {
                     state.index.pin(&hash);
                 }
                 state.generation += 1;
-                tracing::info!(template_hash = %hash, size_bytes, num_waiters, "template installed");
+                tracing::info!(cache = %self.shared.content, template_hash = %hash, size_bytes, num_waiters, "cache entry installed");
                 Ok(())
             }
             Err(error) => {
-                tracing::warn!(template_hash = %hash, url = %self.template.url, %error, "template download failed");
+                tracing::warn!(cache = %self.shared.content, template_hash = %hash, url = %self.request.url, %error, "download failed");
                 Err(error)
             }
         };
@@ -171,7 +175,7 @@ impl Drop for Completion {
     fn drop(&mut self) {
         if self.sender.is_some() {
             let _ = self.complete(Err(CacheError::Task {
-                message: "template download task ended without a result".to_owned(),
+                message: "download task ended without a result".to_owned(),
             }));
         }
     }
@@ -203,7 +207,7 @@ impl Waiter {
 
 fn task_vanished() -> CacheError {
     CacheError::Task {
-        message: "template download task vanished".to_owned(),
+        message: "download task vanished".to_owned(),
     }
 }
 

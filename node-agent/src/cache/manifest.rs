@@ -16,8 +16,12 @@ pub(crate) const MANIFEST_FORMAT: u32 = 1;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum EntryKind {
+    /// A plain `.aep` download.
     Project,
+    /// An extracted zip bundle (project and footage).
     Bundle,
+    /// One asset file (image, video, audio) of the asset cache, kept as downloaded.
+    Asset,
 }
 
 /// One file of an entry, relative to the entry folder, with its BLAKE3 digest.
@@ -35,7 +39,8 @@ pub(crate) struct EntryManifest {
     pub(crate) format: u32,
     pub(crate) hash: String,
     pub(crate) kind: EntryKind,
-    /// The project to render, relative to the entry folder, `/`-separated.
+    /// The project to render (an asset entry: its file), relative to the entry folder,
+    /// `/`-separated.
     pub(crate) project: String,
     pub(crate) template_id: Option<TemplateId>,
     pub(crate) template_version: i32,
@@ -70,8 +75,9 @@ impl EntryManifest {
         if !self.files.iter().any(|file| file.path == self.project) {
             return Err(format!("project {:?} is not among the files", self.project));
         }
-        if self.kind == EntryKind::Project && self.files.iter().any(|file| file.blake3 != self.hash) {
-            return Err("project file digest differs from the entry hash".to_owned());
+        let single_file = matches!(self.kind, EntryKind::Project | EntryKind::Asset);
+        if single_file && (self.files.len() != 1 || self.files.iter().any(|file| file.blake3 != self.hash)) {
+            return Err("a single-file entry must hold one file whose digest is the entry hash".to_owned());
         }
         Ok(())
     }

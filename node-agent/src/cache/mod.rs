@@ -1,6 +1,8 @@
 //! The template cache: After Effects projects and zip bundles, downloaded by URL, addressed by
 //! their BLAKE3 hash, pinned while a render uses them and evicted least-recently-used first
-//! when the byte budget is exceeded.
+//! when the byte budget is exceeded. The same machinery, in its own folder with its own budget,
+//! is the asset cache ([`AssetCache`], `assets`): the images, videos and audio files a saved
+//! project's fields name, each kept as one file.
 //!
 //! This is the IO shell around the pure [`index::CacheIndex`]: it downloads (`download`),
 //! installs atomically and verifies on disk (`store`, `bundle`, with the per-entry `manifest`),
@@ -8,7 +10,9 @@
 //! and rebuilds its state from the folder at start-up (`open`). Hashing and extraction run on
 //! blocking threads.
 
+mod assets;
 mod bundle;
+mod content;
 mod download;
 mod error;
 mod flight;
@@ -28,6 +32,8 @@ use tracing::{Instrument, Span, info, warn};
 
 use flatrender_proto::types::{ContentHash, HttpUrl, TemplateId};
 
+pub use assets::AssetCache;
+pub(crate) use content::{CacheContent, EntryRequest};
 pub use error::{CacheError, CacheResult};
 pub use index::{CacheEntryInfo, InventoryChanges};
 pub use lease::CacheLease;
@@ -37,7 +43,8 @@ use index::{CacheIndex, Removal};
 /// Where the cache lives and how it downloads.
 #[derive(Clone, Debug)]
 pub struct CacheConfig {
-    /// The cache folder (created if missing); nothing else should write there.
+    /// The cache folder (created if missing); nothing else should write there, except in folders
+    /// whose names are no entry's (the asset cache's `assets/` inside the template cache's).
     pub dir: PathBuf,
     /// Bytes the installed entries may occupy; exceeded only while everything is pinned.
     pub budget_bytes: u64,
@@ -115,6 +122,7 @@ pub struct TemplateCache {
 /// State shared with leases and download tasks.
 struct Shared {
     config: CacheConfig,
+    content: CacheContent,
     client: reqwest::Client,
     /// A std mutex: every critical section is short bookkeeping (plus at most a few renames of
     /// evicted folders) and never spans an `.await`.
@@ -147,6 +155,11 @@ impl TemplateCache {
     /// every entry (unverifiable ones are deleted), restores the LRU order from `index.json`
     /// when it is readable, and evicts down to the budget.
     pub async fn open(config: CacheConfig) -> CacheResult<Arc<Self>> {
+        Self::open_for(config, CacheContent::Templates).await.map(Arc::new)
+    }
+
+    /// [`Self::open`] for a cache of `content`.
+    async fn open_for(config: CacheConfig, content: CacheContent) -> CacheResult<Self> {
         let client = reqwest::Client::builder()
             .connect_timeout(config.download_timeout.min(Duration::from_secs(30)))
             .user_agent(concat!("flatrender-node-agent/", env!("CARGO_PKG_VERSION")))
@@ -154,7 +167,7 @@ impl TemplateCache {
             .map_err(|error| CacheError::HttpClient {
                 message: error.to_string(),
             })?;
-        let index = open::rebuild(&config).await?;
+        let index = open::rebuild(&config, content).await?;
         let state = State {
             index,
             flights: HashMap::new(),
@@ -163,6 +176,7 @@ impl TemplateCache {
         };
         let shared = Arc::new(Shared {
             config,
+            content,
             client,
             state: Mutex::new(state),
             counters: Counters::default(),
@@ -171,23 +185,25 @@ impl TemplateCache {
         });
         shared.trim_to_budget().await;
         shared.persist().await;
-        Ok(Arc::new(Self { shared }))
+        Ok(Self { shared })
     }
 
     /// A pinned lease on the template for a render, downloading and installing it first if
     /// needed. Concurrent calls for the same hash share one download.
     pub async fn acquire(&self, template: &TemplateSpec) -> CacheResult<CacheLease> {
-        self.acquire_counted(template, true).await
+        self.acquire_counted(&EntryRequest::from(template), true).await
     }
 
     /// Downloads and installs the template without keeping it pinned; not counted as a hit or
     /// a miss.
     pub async fn prefetch(&self, template: &TemplateSpec) -> CacheResult<()> {
-        self.acquire_counted(template, false).await.map(drop)
+        self.acquire_counted(&EntryRequest::from(template), false)
+            .await
+            .map(drop)
     }
 
-    async fn acquire_counted(&self, template: &TemplateSpec, count_lookup: bool) -> CacheResult<CacheLease> {
-        let hash = template.hash;
+    async fn acquire_counted(&self, request: &EntryRequest, count_lookup: bool) -> CacheResult<CacheLease> {
+        let hash = request.hash;
         let (counter, looked_up) = {
             let mut state = self.shared.lock_state();
             if state.index.pin(&hash) {
@@ -196,7 +212,7 @@ impl TemplateCache {
                 let lease = lease::CacheLease::for_pinned(&self.shared, &state.index, hash);
                 (&self.shared.counters.hits, Ok(lease))
             } else {
-                let waiter = flight::join_or_start(&self.shared, &mut state, template);
+                let waiter = flight::join_or_start(&self.shared, &mut state, request);
                 (&self.shared.counters.misses, Err(waiter))
             }
         };
@@ -225,7 +241,7 @@ impl TemplateCache {
     /// current ones at once. Only one observer: later calls are ignored (and logged).
     pub fn observe_stats(&self, observer: impl Fn(&CacheStats) + Send + Sync + 'static) {
         if self.shared.observer.set(Box::new(observer)).is_err() {
-            warn!("the template cache already has a stats observer; ignoring another");
+            warn!(cache = %self.shared.content, "the cache already has a stats observer; ignoring another");
             return;
         }
         self.shared.publish_stats();
@@ -348,10 +364,11 @@ impl Shared {
         let plan = state.index.eviction_plan(incoming_bytes);
         if !plan.fits {
             warn!(
+                cache = %self.content,
                 bytes_used = state.index.bytes_used(),
                 incoming_bytes,
                 budget_bytes = state.index.budget_bytes(),
-                "template cache over budget, remaining entries are pinned"
+                "cache over budget, remaining entries are pinned"
             );
         }
         let mut trash = Vec::new();

@@ -13,18 +13,18 @@ use super::error::{CacheError, CacheResult};
 use super::index::{CacheIndex, IndexEntry};
 use super::manifest::EntryManifest;
 use super::store::{self, IndexFile, IndexFileEntry};
-use super::{CacheConfig, spawn_blocking_in_span};
+use super::{CacheConfig, CacheContent, spawn_blocking_in_span};
 
 /// Creates the folder if needed, removes temporary leftovers, verifies every entry on a
 /// blocking thread and builds the index (not yet trimmed to the budget).
-pub(super) async fn rebuild(config: &CacheConfig) -> CacheResult<CacheIndex> {
+pub(super) async fn rebuild(config: &CacheConfig, content: CacheContent) -> CacheResult<CacheIndex> {
     tokio::fs::create_dir_all(&config.dir)
         .await
         .map_err(|error| CacheError::io(&config.dir, error))?;
     let started = tokio::time::Instant::now();
     let dir = config.dir.clone();
     let (scan, index_file_opt) = spawn_blocking_in_span(move || {
-        let scan = store::scan(&dir)?;
+        let scan = store::scan(&dir, content)?;
         Ok((scan, store::read_index_file(&dir)))
     })
     .await?;
@@ -32,6 +32,7 @@ pub(super) async fn rebuild(config: &CacheConfig) -> CacheResult<CacheIndex> {
     let num_invalid_removed = scan.num_invalid_removed;
     let index = index_from(config.budget_bytes, scan.entries, index_file_opt);
     info!(
+        cache = %content,
         dir = %config.dir.display(),
         entries = index.len(),
         bytes_used = index.bytes_used(),
@@ -39,7 +40,7 @@ pub(super) async fn rebuild(config: &CacheConfig) -> CacheResult<CacheIndex> {
         num_temp_removed,
         num_invalid_removed,
         elapsed_ms = started.elapsed().as_millis() as u64,
-        "template cache opened"
+        "cache opened"
     );
     Ok(index)
 }

@@ -5,7 +5,8 @@
 //! <dir>/index.json               LRU order (least recent first), hits, last use; advisory
 //! <dir>/<hex>/entry.json         manifest: kind, project, template id/version, files + BLAKE3
 //! <dir>/<hex>/project.aep        a plain project download, or
-//! <dir>/<hex>/bundle/...         the extracted zip bundle
+//! <dir>/<hex>/bundle/...         the extracted zip bundle, or
+//! <dir>/<hex>/asset.<ext>        one asset file (the asset cache), with its extension
 //! <dir>/.tmp-<uuid>              downloads, staging folders, evicted folders awaiting deletion
 //! ```
 //!
@@ -22,6 +23,7 @@ use tracing::{debug, warn};
 
 use flatrender_proto::types::{ContentHash, TemplateId};
 
+use super::CacheContent;
 use super::bundle;
 use super::error::{CacheError, CacheResult};
 use super::manifest::{EntryKind, EntryManifest, MANIFEST_FORMAT, ManifestFile, join_relative};
@@ -31,7 +33,10 @@ pub(crate) const TEMP_PREFIX: &str = ".tmp-";
 const INDEX_FILE_NAME: &str = "index.json";
 const MANIFEST_FILE_NAME: &str = "entry.json";
 const PLAIN_PROJECT_NAME: &str = "project.aep";
-const BUNDLE_DIR_NAME: &str = "bundle";
+pub(crate) const BUNDLE_DIR_NAME: &str = "bundle";
+const ASSET_FILE_STEM: &str = "asset";
+/// Longest extension kept on an asset file (`.jpeg`, `.webm`; anything longer is dropped).
+const MAX_ASSET_EXTENSION_CHARS: usize = 16;
 /// Format of `index.json` (the manifest has its own, `manifest::MANIFEST_FORMAT`).
 const FORMAT_VERSION: u32 = 1;
 
@@ -116,6 +121,10 @@ pub(crate) fn hash_file(path: &Path) -> std::io::Result<(ContentHash, u64)> {
 /// What to install: a download already verified against `hash`.
 pub(crate) struct InstallRequest<'a> {
     pub(crate) dir: &'a Path,
+    /// What the cache holds: a template is a project or a bundle to extract, an asset one file.
+    pub(crate) content: CacheContent,
+    /// An asset's file name as the request gave it (its extension is kept).
+    pub(crate) file_name: Option<&'a str>,
     pub(crate) hash: ContentHash,
     pub(crate) template_id: Option<TemplateId>,
     pub(crate) template_version: i32,
@@ -143,9 +152,15 @@ pub(crate) fn install(request: &InstallRequest<'_>) -> CacheResult<EntryManifest
 fn install_into(request: &InstallRequest<'_>, staging_dir: &Path) -> CacheResult<EntryManifest> {
     let hash = request.hash;
     std::fs::create_dir(staging_dir).map_err(|error| CacheError::io(staging_dir, error))?;
-    let is_zip =
-        bundle::is_zip_file(request.downloaded_path).map_err(|error| CacheError::io(request.downloaded_path, error))?;
-    let (kind, project, files) = if is_zip {
+    // Assets are never extracted: a zip the user uploads is just a file to AE.
+    let is_zip = request.content == CacheContent::Templates
+        && bundle::is_zip_file(request.downloaded_path)
+            .map_err(|error| CacheError::io(request.downloaded_path, error))?;
+    let (kind, project, files) = if request.content == CacheContent::Assets {
+        let name = asset_file_name(request.file_name);
+        let file = move_single_file(request, staging_dir, &name)?;
+        (EntryKind::Asset, name, vec![file])
+    } else if is_zip {
         let bundle_dir = staging_dir.join(BUNDLE_DIR_NAME);
         std::fs::create_dir(&bundle_dir).map_err(|error| CacheError::io(&bundle_dir, error))?;
         let extracted = bundle::extract(hash, request.downloaded_path, &bundle_dir)?;
@@ -164,17 +179,7 @@ fn install_into(request: &InstallRequest<'_>, staging_dir: &Path) -> CacheResult
             files,
         )
     } else {
-        let project_path = staging_dir.join(PLAIN_PROJECT_NAME);
-        std::fs::rename(request.downloaded_path, &project_path)
-            .map_err(|error| CacheError::io(&project_path, error))?;
-        let size_bytes = std::fs::metadata(&project_path)
-            .map_err(|error| CacheError::io(&project_path, error))?
-            .len();
-        let file = ManifestFile {
-            path: PLAIN_PROJECT_NAME.to_owned(),
-            size_bytes,
-            blake3: hash.to_hex(),
-        };
+        let file = move_single_file(request, staging_dir, PLAIN_PROJECT_NAME)?;
         (EntryKind::Project, PLAIN_PROJECT_NAME.to_owned(), vec![file])
     };
     let manifest = EntryManifest {
@@ -193,6 +198,37 @@ fn install_into(request: &InstallRequest<'_>, staging_dir: &Path) -> CacheResult
     remove_path(&final_dir).map_err(|error| CacheError::io(&final_dir, error))?;
     std::fs::rename(staging_dir, &final_dir).map_err(|error| CacheError::io(&final_dir, error))?;
     Ok(manifest)
+}
+
+/// Moves the verified download into the staging folder as `name`: the entry's one file.
+fn move_single_file(request: &InstallRequest<'_>, staging_dir: &Path, name: &str) -> CacheResult<ManifestFile> {
+    let path = staging_dir.join(name);
+    std::fs::rename(request.downloaded_path, &path).map_err(|error| CacheError::io(&path, error))?;
+    let size_bytes = std::fs::metadata(&path)
+        .map_err(|error| CacheError::io(&path, error))?
+        .len();
+    Ok(ManifestFile {
+        path: name.to_owned(),
+        size_bytes,
+        blake3: request.hash.to_hex(),
+    })
+}
+
+/// `asset.<ext>` with the extension of the request's file name when it is plain (ASCII letters
+/// and digits, at most 16), else `asset`. The name on disk never comes from the request as is.
+fn asset_file_name(file_name: Option<&str>) -> String {
+    let extension = file_name
+        .and_then(|name| name.rsplit_once('.'))
+        .map(|(_, extension)| extension)
+        .filter(|extension| {
+            !extension.is_empty()
+                && extension.len() <= MAX_ASSET_EXTENSION_CHARS
+                && extension.chars().all(|c| c.is_ascii_alphanumeric())
+        });
+    match extension {
+        Some(extension) => format!("{ASSET_FILE_STEM}.{extension}"),
+        None => ASSET_FILE_STEM.to_owned(),
+    }
 }
 
 /// Result of re-hashing an entry.
@@ -242,8 +278,9 @@ pub(crate) struct ScanOutcome {
 }
 
 /// Start-up: removes leftover temporary files and folders, verifies every entry folder (full
-/// re-hash) and deletes those that fail. Unknown names are left alone.
-pub(crate) fn scan(dir: &Path) -> CacheResult<ScanOutcome> {
+/// re-hash) and deletes those that fail or hold the other cache's content (an asset in the
+/// template cache or the reverse). Unknown names are left alone.
+pub(crate) fn scan(dir: &Path, content: CacheContent) -> CacheResult<ScanOutcome> {
     let mut outcome = ScanOutcome::default();
     let read_dir = std::fs::read_dir(dir).map_err(|error| CacheError::io(dir, error))?;
     for dir_entry in read_dir {
@@ -262,7 +299,15 @@ pub(crate) fn scan(dir: &Path) -> CacheResult<ScanOutcome> {
         if name != hash.to_hex() || !path.is_dir() {
             continue;
         }
-        match verify_entry(dir, &hash) {
+        let verification = match verify_entry(dir, &hash) {
+            Verification::Valid(manifest) if content.holds(manifest.kind) => Verification::Valid(manifest),
+            Verification::Valid(manifest) => Verification::Invalid(format!(
+                "a {:?} entry does not belong in the {content} cache",
+                manifest.kind
+            )),
+            invalid => invalid,
+        };
+        match verification {
             Verification::Valid(manifest) => outcome.entries.push((hash, manifest)),
             Verification::Invalid(reason) => {
                 warn!(template_hash = %hash, %reason, "removing unverifiable cache entry");

@@ -1,7 +1,9 @@
 //! One leased chunk, end to end: fetch the template (pinned in the cache), work out which frames
 //! are still missing, run aerender over each missing stretch under watchdogs, judge the result,
 //! and hand completion or failure to the outbox for delivery. Frames already on disk and valid
-//! are kept and never rendered again.
+//! are kept and never rendered again. A chunk of a saved project's scene renders a working copy
+//! with the scene's values (`content`): its frames go to `<job id>/scene-<iii>/`, and the working
+//! folder is removed when the chunk's work ends, whatever the outcome.
 
 mod watch;
 
@@ -23,10 +25,11 @@ pub use watch::frames_on_disk;
 pub(crate) use watch::supervise;
 
 use crate::{
-    cache::{TemplateCache, TemplateSpec},
+    cache::{AssetCache, TemplateCache, TemplateSpec},
     canary::record,
     client::ControlPlaneClient,
     config::AgentConfig,
+    content::{self, PreparedScene, SceneJob},
     leases::{RunningLease, StopReason},
     metrics::AgentMetrics,
     outbox::{ChunkCompletion, ChunkFailure, FrameOutputRecord, Outbox, OutboxItem},
@@ -42,6 +45,8 @@ pub struct ChunkContext {
     pub client: Arc<ControlPlaneClient>,
     /// Template cache.
     pub cache: Arc<TemplateCache>,
+    /// Asset cache (the files saved projects' fields name).
+    pub assets: Arc<AssetCache>,
     /// Where results wait for delivery.
     pub outbox: Arc<Outbox>,
     /// The agent's metrics.
@@ -75,7 +80,12 @@ pub async fn run_chunk(
     escalate: impl FnOnce(Failure) -> Failure,
 ) -> ChunkOutcome {
     let started = Instant::now();
-    let result = render(context, assignment, &lease).await;
+    let mut scene = None;
+    let result = render(context, assignment, &lease, &mut scene).await;
+    // Before anything is reported: the chunk's work on this node ends here.
+    if let Some(prepared) = scene {
+        prepared.finish().await;
+    }
     let outcome = match (result, lease.stop_reason()) {
         (_, Some(StopReason::LeaseLost)) => {
             info!(frame_job_id = %assignment.frame_job_id, "chunk stopped: lease no longer ours; results discarded");
@@ -191,10 +201,13 @@ impl Failed {
     }
 }
 
+/// Renders the chunk. A scene's working folder goes into `scene`, so that the caller removes it
+/// however this ends.
 async fn render(
     context: &ChunkContext,
     assignment: &pb::WorkAssignment,
     lease: &Arc<RunningLease>,
+    scene: &mut Option<PreparedScene>,
 ) -> Result<Vec<FrameOutputRecord>, Failed> {
     let spec = assignment
         .template
@@ -202,12 +215,18 @@ async fn render(
         .ok_or_else(|| "assignment without template".to_owned())
         .and_then(template_spec)
         .map_err(|message| Failed::before_render(CrashClass::Unknown, RecoveryAction::RetryElsewhere, message))?;
+    // Malformed like a bad template reference: another node (a newer agent) may read it.
+    let scene_job = SceneJob::from_assignment(assignment)
+        .map_err(|message| Failed::before_render(CrashClass::Unknown, RecoveryAction::RetryElsewhere, message))?;
     let range = assignment.frame_range.unwrap_or_default();
     let output = assignment.output.clone().unwrap_or_default();
     let config = &context.config;
     let stem = SafeName::file_stem(&output.output_name, "output_name")
         .map_err(|error| Failed::before_render(CrashClass::Unknown, RecoveryAction::FailJob, error.to_string()))?;
-    let output_dir = config.aerender.output_root.join(&assignment.job_id);
+    let output_dir = match &scene_job {
+        Some(job) => job.output_dir(&config.aerender.output_root),
+        None => config.aerender.output_root.join(&assignment.job_id),
+    };
     tokio::fs::create_dir_all(&output_dir).await.map_err(|error| {
         Failed::before_render(
             CrashClass::OutputWrite,
@@ -233,6 +252,22 @@ async fn render(
         }
     };
     let project = cache_lease.project_path().to_path_buf();
+    let (render_project, script) = match &scene_job {
+        None => (project.clone(), None),
+        Some(job) => {
+            let prepared = content::prepare(
+                &context.assets,
+                &config.node.state_dir,
+                job,
+                &assignment.composition,
+                &cache_lease,
+            )
+            .await
+            .map_err(|failure| Failed::before_render(failure.crash_class, failure.action, failure.message))?;
+            let prepared = scene.insert(prepared);
+            (prepared.project().to_path_buf(), Some(prepared.script().to_path_buf()))
+        }
+    };
 
     let mut written = frames_on_disk(&output_dir, &pattern, range.start, range.end);
     if !written.is_empty() {
@@ -242,15 +277,16 @@ async fn render(
     let mut first_rendered_frame = None;
     for (first, last) in missing_stretches(range.start, range.end, &written) {
         first_rendered_frame.get_or_insert(first);
-        let command = chunk_command(
+        let mut command = chunk_command(
             config,
-            &project,
+            &render_project,
             &assignment.composition,
             first,
             last,
             &pattern_path,
             &output,
         );
+        command.script.clone_from(&script);
         let args = command.build_args(context.install.version.as_deref());
         let tag = format!("{}{}/{}", context.process_tag_prefix, assignment.frame_job_id, first);
         let process = supervisor::spawn(&context.install.path, &args, &[], &tag).map_err(|error| {
@@ -397,6 +433,7 @@ pub(crate) fn chunk_command(
         }),
         log_file: None,
         continue_on_missing_footage: false,
+        script: None,
     }
 }
 
@@ -500,23 +537,8 @@ fn tail_bytes(text: &str, max: usize) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
+mod tests;
 
-    /// Missing frames group into contiguous stretches for separate aerender runs.
-    #[test]
-    fn stretches_of_missing_frames() {
-        let written: BTreeSet<i32> = [3, 4, 7].into_iter().collect();
-        assert_eq!(missing_stretches(1, 9, &written), vec![(1, 2), (5, 6), (8, 9)]);
-        assert_eq!(missing_stretches(1, 3, &BTreeSet::new()), vec![(1, 3)]);
-        let all: BTreeSet<i32> = (1..=3).collect();
-        assert!(missing_stretches(1, 3, &all).is_empty());
-    }
-
-    /// Log tails are cut on character boundaries.
-    #[test]
-    fn tails_are_cut_safely() {
-        assert_eq!(tail_bytes("abcdef", 3), "def");
-        assert_eq!(tail_bytes("ééé", 3), "é");
-    }
-}
+// A chunk of a scene end to end, with a shell script as aerender (Unix only).
+#[cfg(all(test, unix))]
+mod scene_tests;

@@ -27,9 +27,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::{
-    cache::{CacheConfig, TemplateCache},
+    cache::{AssetCache, CacheConfig, TemplateCache},
     client::ControlPlaneClient,
     config::{AgentConfig, NodeConfig},
+    content::{hook, workdir},
     delivery::Delivery,
     health::HealthSample,
     leases::{LeaseTable, StopReason},
@@ -105,15 +106,25 @@ impl Agent {
             (!config.aerender.path.as_os_str().is_empty()).then_some(config.aerender.path.as_path()),
         )?;
         info!(aerender = %install.path.display(), version = ?install.version, "found aerender");
+        // Before registering: a node that cannot apply saved projects' values must not take work.
+        let startup_dir = hook::startup_scripts_dir(&config.aerender.startup_scripts_dir, &install.path);
+        tokio::task::spawn_blocking(move || hook::install(&startup_dir)).await??;
+        let work_root = workdir::work_root(&config.node.state_dir);
+        match tokio::task::spawn_blocking(move || workdir::remove_leftovers(&work_root)).await? {
+            Ok(0) => {}
+            Ok(removed) => info!(removed, "removed working folders left by a previous agent run"),
+            Err(error) => warn!(%error, "could not remove working folders left by a previous agent run"),
+        }
         let metrics = Arc::new(AgentMetrics::new());
-        let cache = TemplateCache::open(CacheConfig {
-            dir: config.cache.dir.clone(),
-            budget_bytes: config.cache.budget_bytes,
+        let cache_config = |dir: &std::path::Path, budget_bytes: u64| CacheConfig {
+            dir: dir.to_path_buf(),
+            budget_bytes,
             download_timeout: Duration::from_secs(config.cache.download_timeout_seconds),
             max_attempts: config.cache.max_attempts,
             retry_base_delay: Duration::from_millis(500),
-        })
-        .await?;
+        };
+        let cache = TemplateCache::open(cache_config(&config.cache.dir, config.cache.budget_bytes)).await?;
+        let assets = AssetCache::open(cache_config(&config.cache.asset_dir(), config.cache.asset_budget_bytes)).await?;
         let cache_metrics = metrics.clone();
         cache.observe_stats(move |stats| cache_metrics.observe_cache(stats));
         let outbox = Arc::new(
@@ -147,6 +158,7 @@ impl Agent {
                 config: config.clone(),
                 client: client.clone(),
                 cache,
+                assets,
                 outbox,
                 metrics,
                 install,

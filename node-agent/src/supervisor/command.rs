@@ -2,7 +2,7 @@
 //! naming of image sequences (§2.2). Pure code: no IO.
 //!
 //! Flags are always written in one order: `-project -comp -s -e -output`, the optional
-//! `-RStemplate -OMtemplate -mem_usage -mfr -continueOnMissingFootage -log`, then the fixed
+//! `-RStemplate -OMtemplate -mem_usage -mfr -continueOnMissingFootage -r -log`, then the fixed
 //! `-v ERRORS_AND_PROGRESS -close DO_NOT_SAVE_CHANGES -sound OFF`. `-reuse` is never passed
 //! (unattended renders always start a fresh AE), and `-mfr` only to AE 2022 (22.0) and later,
 //! because older aerender rejects it as an illegal flag (exit 3).
@@ -56,6 +56,9 @@ pub struct ChunkCommand {
     pub log_file: Option<PathBuf>,
     /// `-continueOnMissingFootage`.
     pub continue_on_missing_footage: bool,
+    /// `-r <script>`: run this script once the project is open (a saved project's values). Only
+    /// our startup hook teaches aerender the flag (docs/content.md §3); stock aerender refuses it.
+    pub script: Option<PathBuf>,
 }
 
 impl ChunkCommand {
@@ -96,6 +99,9 @@ impl ChunkCommand {
         }
         if self.continue_on_missing_footage {
             args.push("-continueOnMissingFootage".into());
+        }
+        if let Some(script) = &self.script {
+            args.extend(["-r".into(), script.clone().into_os_string()]);
         }
         if let Some(log_file) = &self.log_file {
             args.extend(["-log".into(), log_file.clone().into_os_string()]);
@@ -246,6 +252,7 @@ mod tests {
             mfr: None,
             log_file: None,
             continue_on_missing_footage: false,
+            script: None,
         }
     }
 
@@ -291,6 +298,7 @@ mod tests {
             }),
             log_file: Some(PathBuf::from("/out/job1/ae.log")),
             continue_on_missing_footage: true,
+            script: Some(PathBuf::from("/state/work/j/scene-000-f/apply.jsx")),
             ..chunk()
         };
         let args = strings(&command.build_args(Some("2025")));
@@ -308,6 +316,8 @@ mod tests {
             "ON",
             "90",
             "-continueOnMissingFootage",
+            "-r",
+            "/state/work/j/scene-000-f/apply.jsx",
             "-log",
             "/out/job1/ae.log",
             "-v",

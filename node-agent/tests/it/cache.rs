@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+pub(crate) mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

@@ -1,12 +1,14 @@
 //! The node agent's integration tests, one test binary with a module per area (one binary links
 //! once, which keeps CI fast on two cores): the template cache against a local HTTP server, the
-//! durable outbox against a real folder, the supervisor against real processes, and the
-//! `node-agent` binary itself (`parse-log`, `run --log-file`, `run --dump-config`, registration
-//! retries).
+//! durable outbox against a real folder, the supervisor against real processes, the After
+//! Effects startup hook, and the `node-agent` binary itself (`parse-log`, `run --log-file`,
+//! `run --dump-config`, registration retries, the hook installed at start).
 //! Fixtures stay in `node-agent/tests/fixtures/`.
 
+mod assets;
 mod cache;
 mod dump_config;
+mod hook;
 mod outbox;
 mod parse_log_cli;
 mod retries;
@@ -28,6 +30,10 @@ fn agent_without_control_plane(dir: &std::path::Path, log: &std::path::Path, nam
         .env("FLATRENDER_AGENT_CACHE__DIR", dir.join("cache"))
         .env("FLATRENDER_AGENT_AERENDER__PATH", "/bin/sh")
         .env("FLATRENDER_AGENT_AERENDER__OUTPUT_ROOT", dir.join("renders"))
+        .env(
+            "FLATRENDER_AGENT_AERENDER__STARTUP_SCRIPTS_DIR",
+            dir.join("Scripts").join("Startup"),
+        )
         .env("FLATRENDER_AGENT_METRICS__LISTEN", "")
         .env("RUST_LOG", "info")
         .stdin(std::process::Stdio::null())

@@ -19,7 +19,7 @@ async fn run_writes_its_log_to_the_log_file() {
     let mut text = String::new();
     while Instant::now() < deadline {
         text = std::fs::read_to_string(&log).unwrap_or_default();
-        if text.contains("template cache opened") || child.try_wait().ok().flatten().is_some() {
+        if text.contains("cache opened cache=template") || child.try_wait().ok().flatten().is_some() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -28,12 +28,12 @@ async fn run_writes_its_log_to_the_log_file() {
     let output = child.wait_with_output().expect("node-agent exits");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        text.contains("template cache opened"),
+        text.contains("cache opened cache=template"),
         "log file: {text:?}\nstderr: {stderr}"
     );
     assert!(!text.contains('\u{1b}'), "no colour codes in a file: {text:?}");
     assert!(
-        !stderr.contains("template cache opened"),
+        !stderr.contains("cache opened cache=template"),
         "the log goes to the file only: {stderr}"
     );
 }

@@ -121,6 +121,7 @@ impl Scratch {
             mfr: None,
             log_file: None,
             continue_on_missing_footage: false,
+            script: None,
         }
     }
 

@@ -134,3 +134,79 @@ fn errors_only_verbosity_reports_the_fatal_line() {
     );
     assert_eq!(classes(&summary.errors), vec![ErrorClass::TemplateNotFound]);
 }
+
+/// The three lines of a field the agent's script could not apply (docs/content.md §3), on stdout
+/// with `\n` or `\r\n`, and as they stand in a `-log` file among the script's other lines: the
+/// field line is the explaining error, whole, whatever template names it quotes.
+#[test]
+fn field_not_applied_is_the_explaining_error() {
+    let field_line =
+        "Error: flatrender: field \"headline\" (layer \"Title\"): no layer of that name in composition \"Intro\"";
+    let stdout = format!(
+        "PROGRESS: Running Script: /state/work/j/scene-000-f/apply.jsx\naerender ERROR: Error executing script: /state/work/j/scene-000-f/apply.jsx\n{field_line}\n"
+    );
+    let crlf = stdout.replace('\n', "\r\n");
+    // With -log the script writes the same lines into the file (CRLF on Windows), after its own.
+    let log_file = format!(
+        "PROGRESS: Launching After Effects...\r\nINFO:After Effects: this project must be converted from version 23.1\r\n{}",
+        crlf.replace("/state/work/j/scene-000-f/", "C:\\state\\work\\j\\scene-000-f\\")
+    );
+    for text in [stdout.as_str(), crlf.as_str(), log_file.as_str()] {
+        let summary = parse_log(text);
+        assert_eq!(
+            classes(&summary.errors),
+            vec![ErrorClass::ScriptError, ErrorClass::FieldNotApplied],
+            "{text:?}"
+        );
+        let primary = summary.primary_error().expect("an error");
+        assert_eq!(primary.class, ErrorClass::FieldNotApplied);
+        assert_eq!(primary.line, field_line);
+        assert_eq!(summary.outcome, Outcome::Failed);
+    }
+    // Streaming, line by line, as the runner feeds it.
+    let mut parser = crate::aerender_log::LogParser::new();
+    for line in crlf.split_inclusive("\r\n") {
+        parser.feed_line(line);
+    }
+    assert_eq!(
+        parser.summary().primary_error().map(|entry| entry.class),
+        Some(ErrorClass::FieldNotApplied)
+    );
+}
+
+/// Template names inside the field line (a layer called like a banner, a log prefix or console
+/// noise) neither split it nor hide it.
+#[test]
+fn field_line_quoting_log_words_stays_one_entry() {
+    for layer in [
+        "aerender version 99.0x1",
+        "x WARNING: y",
+        "PROGRESS:  Finished composition \"Intro\"",
+        "Using DXGI",
+        "aerender ERROR: No comp was found with the given name.",
+    ] {
+        let field_line = format!("Error: flatrender: field \"k\" (layer \"{layer}\"): not a text layer");
+        let summary = parse_log(&format!(
+            "aerender ERROR: Error executing script: /a.jsx\n{field_line}\n"
+        ));
+        assert_eq!(
+            classes(&summary.errors),
+            vec![ErrorClass::ScriptError, ErrorClass::FieldNotApplied],
+            "{layer}"
+        );
+        assert_eq!(
+            summary.primary_error().map(|entry| entry.line.as_str()),
+            Some(field_line.as_str())
+        );
+        assert!(summary.warnings.is_empty(), "{layer}: {:?}", summary.warnings);
+        assert_eq!(summary.ae_version, None, "{layer}");
+    }
+    // Console noise between the two lines does not make it a plain continuation.
+    let summary = parse_log(
+        "aerender ERROR: Error executing script: /a.jsx\nUsing DXGI: Device: x\nError: flatrender: field \"k\" (layer \"L\"): needs a property\n",
+    );
+    assert_eq!(
+        summary.primary_error().map(|entry| entry.class),
+        Some(ErrorClass::FieldNotApplied)
+    );
+}

@@ -3,11 +3,22 @@
 use super::*;
 
 fn install_plain(dir: &Path, bytes: &[u8]) -> (ContentHash, EntryManifest) {
+    install_as(dir, bytes, CacheContent::Templates, None)
+}
+
+fn install_as(
+    dir: &Path,
+    bytes: &[u8],
+    content: CacheContent,
+    file_name: Option<&str>,
+) -> (ContentHash, EntryManifest) {
     let hash = ContentHash::from_bytes(*blake3::hash(bytes).as_bytes());
     let downloaded_path = new_temp_path(dir);
     std::fs::write(&downloaded_path, bytes).expect("write download");
     let manifest = install(&InstallRequest {
         dir,
+        content,
+        file_name,
         hash,
         template_id: None,
         template_version: 2,
@@ -77,13 +88,64 @@ fn scan_cleans_up_and_keeps_valid_entries() {
     std::fs::write(new_temp_path(dir.path()), b"partial").expect("leftover file");
     std::fs::create_dir(new_temp_path(dir.path())).expect("leftover dir");
     std::fs::write(dir.path().join("notes.txt"), b"keep me").expect("stranger");
-    let outcome = scan(dir.path()).expect("scan");
+    let outcome = scan(dir.path(), CacheContent::Templates).expect("scan");
     assert_eq!(outcome.entries.len(), 1);
     assert_eq!(outcome.entries[0].0, good);
     assert_eq!(outcome.num_temp_removed, 2);
     assert_eq!(outcome.num_invalid_removed, 1);
     assert!(!entry_dir(dir.path(), &bad).exists());
     assert!(dir.path().join("notes.txt").exists());
+}
+
+/// An asset installs as one file named `asset.<ext>` after the request's extension, and is
+/// never extracted, even when it is a zip.
+#[test]
+fn asset_installs_as_one_file_with_its_extension() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (hash, manifest) = install_as(
+        dir.path(),
+        b"\x89PNGpixels",
+        CacheContent::Assets,
+        Some("Logo Final.PNG"),
+    );
+    assert_eq!(manifest.kind, EntryKind::Asset);
+    assert_eq!(manifest.project, "asset.PNG");
+    assert_eq!(
+        std::fs::read(entry_dir(dir.path(), &hash).join("asset.PNG")).expect("asset file"),
+        b"\x89PNGpixels"
+    );
+    assert!(matches!(verify_entry(dir.path(), &hash), Verification::Valid(_)));
+    let (zip_hash, zip_manifest) = install_as(
+        dir.path(),
+        b"PK\x03\x04not extracted",
+        CacheContent::Assets,
+        Some("a.zip"),
+    );
+    assert_eq!(zip_manifest.kind, EntryKind::Asset);
+    assert!(entry_dir(dir.path(), &zip_hash).join("asset.zip").is_file());
+    assert_eq!(asset_file_name(Some("clip")), "asset");
+    assert_eq!(asset_file_name(Some("x.tar.gz")), "asset.gz");
+    assert_eq!(asset_file_name(Some("bad.e x t")), "asset");
+    assert_eq!(asset_file_name(Some("long.abcdefghijklmnopq")), "asset");
+    assert_eq!(asset_file_name(None), "asset");
+}
+
+/// Each cache keeps only its own kind of entry: the template cache drops an asset entry at the
+/// start-up scan, the asset cache a project.
+#[test]
+fn scan_drops_entries_of_the_other_cache() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (asset, _) = install_as(dir.path(), b"audio bytes", CacheContent::Assets, Some("a.wav"));
+    let (project, _) = install_plain(dir.path(), b"RIFXproject");
+    let outcome = scan(dir.path(), CacheContent::Templates).expect("scan");
+    assert_eq!(
+        outcome.entries.iter().map(|(hash, _)| *hash).collect::<Vec<_>>(),
+        [project]
+    );
+    assert!(!entry_dir(dir.path(), &asset).exists());
+    let outcome = scan(dir.path(), CacheContent::Assets).expect("scan");
+    assert!(outcome.entries.is_empty());
+    assert!(!entry_dir(dir.path(), &project).exists());
 }
 
 /// `index.json` round-trips; missing, corrupt or future-format files read as `None`.

@@ -18,6 +18,7 @@ use axum::routing::get;
 use tokio_stream::wrappers::ReceiverStream;
 
 use flatrender_node_agent::cache::{CacheConfig, TemplateSpec};
+use flatrender_proto::content::Asset;
 use flatrender_proto::types::{ContentHash, HttpUrl, TemplateId};
 
 /// Knobs and counters of the test server; every `*_next` knob applies to that many requests.
@@ -160,6 +161,17 @@ impl TestServer {
             url: HttpUrl::parse(&format!("{}/{name}", self.base_url), "url").unwrap(),
             hash: ContentHash::from_bytes(*blake3::hash(bytes).as_bytes()),
             size_bytes: bytes.len() as u64,
+        }
+    }
+
+    /// Publishes `bytes` under `name` and describes it as an asset a field names `file_name`.
+    pub fn publish_asset(&self, name: &str, bytes: &[u8], file_name: &str) -> Asset {
+        let template = self.publish(name, bytes);
+        Asset {
+            url: template.url,
+            hash: template.hash,
+            size_bytes: template.size_bytes,
+            file_name: file_name.to_owned(),
         }
     }
 }

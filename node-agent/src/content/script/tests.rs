@@ -1,0 +1,217 @@
+//! The generated script: one data line that reads back as the request's values, plain ASCII,
+//! nothing from the request outside that line, whatever the text holds.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+use flatrender_proto::content::SceneContent;
+use flatrender_proto::pb::{self, field_value::Value as WireValue};
+use flatrender_proto::types::{ContentHash, JobId};
+
+use super::*;
+
+fn field(key: &str, layer: &str, property: &str, value: WireValue) -> pb::FieldValue {
+    pb::FieldValue {
+        key: key.into(),
+        layer_name: layer.into(),
+        property: property.into(),
+        value: Some(value),
+    }
+}
+
+fn asset(byte: u8, file_name: &str) -> pb::Asset {
+    pb::Asset {
+        url: format!("https://cdn.example/{file_name}"),
+        blake3_hex: ContentHash::from_bytes([byte; 32]).to_hex(),
+        size_bytes: 10,
+        file_name: file_name.into(),
+    }
+}
+
+fn scene(fields: Vec<pb::FieldValue>) -> SceneContent {
+    SceneContent::from_wire(
+        &pb::AssignedScene {
+            index: 2,
+            scene_id: "7d5b5b2e-3c1a-4b8e-9f7e-2a1c3d4e5f60".into(),
+            fields,
+        },
+        "scene",
+    )
+    .expect("valid scene")
+}
+
+/// Text that tries every way out of a string literal and off the line (control characters other
+/// than line breaks and tabs are refused by validation).
+const HOSTILE: &str = "\"); app.quit(); //\n</script>\r\n\u{2028}x\u{2029}y\\'\tz \u{1F3AC} caf\u{e9} \u{4e2d}";
+
+fn generate_for(scene: &SceneContent, job_id: JobId, asset_paths: &HashMap<ContentHash, PathBuf>) -> String {
+    generate(&ScriptInput {
+        job_id,
+        scene,
+        composition: "Intro \u{1F3AC}",
+        asset_paths,
+    })
+    .expect("script")
+}
+
+/// The data line with its prefix and `;` removed, parsed as JSON.
+fn data_of(script: &str) -> Value {
+    let lines: Vec<&str> = script.lines().collect();
+    assert_eq!(lines[2], DATA_END_LINE);
+    let json = lines[1]
+        .strip_prefix(DATA_PREFIX)
+        .and_then(|rest| rest.strip_suffix(';'))
+        .unwrap_or_else(|| panic!("not a data line: {}", lines[1]));
+    serde_json::from_str(json).expect("the data line is JSON")
+}
+
+/// Injection-shaped text, newlines, `</script>`, U+2028/U+2029, tabs, emoji: the file is ASCII,
+/// the data is one line, and reading it back gives exactly the request's text.
+#[test]
+fn hostile_text_stays_inside_the_string() {
+    let hostile_layer = format!("Title\" + app.quit() + \"\n{HOSTILE}");
+    let values = scene(vec![
+        field("headline", &hostile_layer, "", WireValue::Text(HOSTILE.to_owned())),
+        field(
+            "plan",
+            "Plan",
+            "Effects>Menu\u{2028}>Choice",
+            WireValue::Select(HOSTILE.to_owned()),
+        ),
+    ]);
+    let script = generate_for(&values, JobId::new_random(), &HashMap::new());
+    assert!(script.is_ascii(), "every non-ASCII character is escaped");
+    let data_lines: Vec<&str> = script
+        .lines()
+        .filter(|line| line.contains("FLATRENDER_DATA ="))
+        .collect();
+    assert_eq!(data_lines.len(), 1, "one data line");
+    assert!(!script.contains('\u{2028}') && !script.contains('\r'));
+    let data = data_of(&script);
+    let expected = HOSTILE.to_owned();
+    assert_eq!(data["fields"][0]["text"], Value::String(expected.clone()));
+    assert_eq!(data["fields"][0]["layer"], Value::String(hostile_layer));
+    assert_eq!(data["fields"][1]["select"], Value::String(expected));
+    assert_eq!(data["fields"][1]["property"], "Effects>Menu\u{2028}>Choice");
+    assert_eq!(data["composition"], "Intro \u{1F3AC}");
+    // The emoji is a surrogate pair, as ExtendScript's UTF-16 strings need it.
+    assert!(script.lines().nth(1).unwrap().contains("\\ud83c\\udfac"), "{script}");
+}
+
+/// Two requests for the same render differ in the data line only; the rest of the file is the
+/// header with validated ids, the end marker and the static apply code.
+#[test]
+fn only_the_data_line_varies_with_the_request() {
+    let job_id = JobId::new_random();
+    let plain = scene(vec![field("headline", "Title", "", WireValue::Text("Hello".into()))]);
+    let hostile = scene(vec![
+        field("headline", "Other", "", WireValue::Text(HOSTILE.to_owned())),
+        field("n", "Price", "Effects>Price>Slider", WireValue::Number(9.5)),
+    ]);
+    let first = generate_for(&plain, job_id, &HashMap::new());
+    let second = generate_for(&hostile, job_id, &HashMap::new());
+    let first_lines: Vec<&str> = first.lines().collect();
+    let second_lines: Vec<&str> = second.lines().collect();
+    assert_eq!(first_lines.len(), second_lines.len());
+    let differing: Vec<usize> = (0..first_lines.len())
+        .filter(|&index| first_lines[index] != second_lines[index])
+        .collect();
+    assert_eq!(differing, vec![1]);
+    assert_eq!(
+        first_lines[0],
+        format!("// FlatRender field values: job {job_id}, scene 2 (generated by the node agent)")
+    );
+    assert!(first.ends_with(APPLY_CODE));
+    assert!(APPLY_CODE.is_ascii());
+}
+
+/// Every kind writes its value key as docs/content.md shows it: colours in 0..1 with their hex,
+/// assets as the absolute path in the working folder with their BLAKE3, an empty property as "".
+#[test]
+fn each_kind_writes_its_value_key() {
+    let logo = asset(1, "logo.png");
+    let values = scene(vec![
+        field("headline", "Title", "", WireValue::Text("Hello".into())),
+        field("price", "Price", "Effects>Price>Slider", WireValue::Number(9.5)),
+        field("show_badge", "Badge", "", WireValue::Boolean(true)),
+        field("brand", "Background", "", WireValue::Color("#FF8000".into())),
+        field("plan", "Plan", "", WireValue::Select("Pro".into())),
+        field("logo", "Logo", "", WireValue::Image(logo.clone())),
+        field("clip", "Clip", "", WireValue::Video(asset(2, "clip.mp4"))),
+        field("voice", "Voice", "", WireValue::Audio(asset(3, "voice.wav"))),
+        field("hero", "Hero", "", WireValue::Character("Char_Bob".into())),
+    ]);
+    let paths: HashMap<ContentHash, PathBuf> = (1..=3u8)
+        .map(|byte| {
+            let path = PathBuf::from(format!("/state/work/j/scene-002-f/assets/{byte}.bin"));
+            (ContentHash::from_bytes([byte; 32]), path)
+        })
+        .collect();
+    let job_id = JobId::new_random();
+    let data = data_of(&generate_for(&values, job_id, &paths));
+    assert_eq!(data["version"], 1);
+    assert_eq!(data["job_id"], job_id.to_string());
+    assert_eq!(data["scene_index"], 2);
+    assert_eq!(data["scene_id"], "7d5b5b2e-3c1a-4b8e-9f7e-2a1c3d4e5f60");
+    let fields = data["fields"].as_array().expect("fields");
+    let kinds: Vec<&str> = fields.iter().map(|field| field["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "text",
+            "number",
+            "boolean",
+            "color",
+            "select",
+            "image",
+            "video",
+            "audio",
+            "character"
+        ]
+    );
+    assert_eq!(fields[0]["text"], "Hello");
+    assert_eq!(fields[0]["property"], "");
+    assert_eq!(fields[1]["number"], 9.5);
+    assert_eq!(fields[1]["property"], "Effects>Price>Slider");
+    assert_eq!(fields[2]["boolean"], true);
+    assert_eq!(fields[3]["color"], serde_json::json!([1.0, 128.0 / 255.0, 0.0, 1.0]));
+    assert_eq!(fields[3]["hex"], "#FF8000FF");
+    assert_eq!(fields[4]["select"], "Pro");
+    assert_eq!(fields[5]["path"], "/state/work/j/scene-002-f/assets/1.bin");
+    assert_eq!(fields[5]["blake3"], logo.blake3_hex);
+    assert_eq!(fields[7]["path"], "/state/work/j/scene-002-f/assets/3.bin");
+    assert_eq!(fields[8]["character"], "Char_Bob");
+    assert_eq!(fields[8]["key"], "hero");
+    assert_eq!(fields[8]["layer"], "Hero");
+}
+
+/// A scene without an id writes null; an asset without a file in the working folder is an error
+/// naming the field.
+#[test]
+fn missing_scene_id_is_null_and_a_missing_asset_is_an_error() {
+    let mut values = scene(vec![field("logo", "Logo", "", WireValue::Image(asset(9, "a.png")))]);
+    values.scene_id = None;
+    let error = generate(&ScriptInput {
+        job_id: JobId::new_random(),
+        scene: &values,
+        composition: "Intro",
+        asset_paths: &HashMap::new(),
+    })
+    .unwrap_err();
+    assert!(error.to_string().contains("field \"logo\""), "{error}");
+    values.fields.clear();
+    let data = data_of(&generate_for(&values, JobId::new_random(), &HashMap::new()));
+    assert_eq!(data["scene_id"], Value::Null);
+    assert_eq!(data["fields"], serde_json::json!([]));
+}
+
+/// Escaping keeps ASCII as is and writes UTF-16 units for everything else.
+#[test]
+fn non_ascii_is_escaped_as_utf16_units() {
+    assert_eq!(escape_non_ascii("a\"b"), "a\"b");
+    assert_eq!(escape_non_ascii("\u{e9}"), "\\u00e9");
+    assert_eq!(escape_non_ascii("\u{2028}\u{2029}"), "\\u2028\\u2029");
+    assert_eq!(escape_non_ascii("\u{1F600}"), "\\ud83d\\ude00");
+}
