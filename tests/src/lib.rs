@@ -328,6 +328,36 @@ impl Farm {
         }
     }
 
+    /// A saved-project request over `scenes`, its template (`template_bytes`) published as
+    /// `name.aep`.
+    pub fn project_request(
+        &self,
+        name: &str,
+        template_bytes: Vec<u8>,
+        scenes: Vec<pb::Scene>,
+    ) -> pb::SubmitRenderJobRequest {
+        let mut request = self.submit_request(name, "unused", 1, 0, 0);
+        let (url, hash, size) = self.templates.publish(&format!("{name}.aep"), template_bytes);
+        let template = request.template.as_mut().expect("template");
+        (template.download_url, template.blake3_hex, template.size_bytes) = (url, hash, size);
+        request.composition.clear();
+        request.frame_range = None;
+        request.scenes = scenes;
+        request
+    }
+
+    /// Submits `request` as the service.
+    pub async fn submit_with(&self, request: pb::SubmitRenderJobRequest) -> pb::RenderJob {
+        self.render()
+            .await
+            .submit_render_job(authed(request, &self.service_token))
+            .await
+            .expect("submit")
+            .into_inner()
+            .job
+            .expect("job")
+    }
+
     /// Reads a job.
     pub async fn job(&self, job_id: &str) -> pb::RenderJob {
         let request = pb::GetRenderJobRequest { job_id: job_id.into() };

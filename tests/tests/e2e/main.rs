@@ -7,6 +7,7 @@
 
 mod failures;
 mod operations;
+mod projects;
 mod quickstart;
 mod rendering;
 mod tls;

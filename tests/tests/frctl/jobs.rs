@@ -74,6 +74,42 @@ async fn watch_follows_a_job_to_completion() {
         .expect_code(4);
 }
 
+/// `jobs show` lists a saved project's scenes in play order with their fields, in both outputs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_lists_a_projects_scenes() {
+    use flatrender_proto::pb::{self, field_value::Value};
+    let farm = Farm::start(&[]).await;
+    let scene = |composition: &str, end: i32, fields: Vec<pb::FieldValue>| pb::Scene {
+        scene_id: String::new(),
+        composition: composition.into(),
+        frame_range: Some(pb::FrameRange { start: 0, end }),
+        fields,
+    };
+    let headline = pb::FieldValue {
+        key: "headline".into(),
+        layer_name: "Title".into(),
+        property: String::new(),
+        value: Some(Value::Text("Hi".into())),
+    };
+    let request = farm.project_request(
+        "shown",
+        b"any project".to_vec(),
+        vec![scene("Intro", 9, vec![headline]), scene("Outro", 4, Vec::new())],
+    );
+    let job = farm.submit_with(request).await;
+    let shown = frctl(&farm, &["--output", "json", "jobs", "show", &job.id]).await;
+    let shown = shown.expect_code(0).json();
+    let scenes = shown["job"]["scenes"].as_array().unwrap();
+    assert_eq!(scenes.len(), 2, "{shown}");
+    assert_eq!(scenes[0]["composition"], "Intro");
+    assert_eq!(scenes[0]["fields"][0], "headline:text");
+    assert_eq!(scenes[1]["frame_end"], 4);
+    let table = frctl(&farm, &["jobs", "show", &job.id]).await;
+    let table = &table.expect_code(0).stdout;
+    assert!(table.contains("scenes:") && table.contains("headline:text"), "{table}");
+    assert!(table.contains("Outro"), "{table}");
+}
+
 /// A watch survives a control-plane restart and exits 8 when the job is cancelled; a cancelled
 /// job can be retried once, and retrying a live job is a conflict.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
