@@ -21,6 +21,8 @@ use flatrender_e2e::frames::check_png;
 mod content;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_fake-aerender");
+/// How long a test waits for the double to do what it must (generous: the machine is shared).
+const PATIENCE: Duration = flatrender_proto::testing::PATIENCE;
 const PROJECT: &str = "comp \"Main\" fps=25 frames=10\n";
 /// `errno` for "text file busy" on Linux and macOS.
 const ETXTBSY: i32 = 26;
@@ -203,9 +205,7 @@ fn run(scratch: &Scratch, args: &[String], env: &[(&str, &str)]) -> (ExitStatus,
 /// Like `run`, for a copy of the double at `program`.
 fn run_program(program: &Path, scratch: &Scratch, args: &[String], env: &[(&str, &str)]) -> (ExitStatus, String) {
     let mut running = spawn_program(program, scratch, args, env);
-    let status = running
-        .wait(Duration::from_secs(10))
-        .expect("fake-aerender did not exit");
+    let status = running.wait(PATIENCE).expect("fake-aerender did not exit");
     (status, running.output())
 }
 
@@ -581,7 +581,7 @@ fn missing_frames_skip_with_flag_and_hang_without() {
     );
     assert!(output.contains("File Not Found"));
     let mut running = spawn(&scratch, &scratch.render_args(0, 3), &env);
-    assert!(running.wait_for_output("(1): 0 Seconds", Duration::from_secs(5)));
+    assert!(running.wait_for_output("(1): 0 Seconds", PATIENCE));
     assert!(
         running.wait(Duration::from_millis(300)).is_none(),
         "must hang at the missing frame"
@@ -618,7 +618,7 @@ fn hang_after_finish_ignores_sigterm_and_keeps_child() {
         &scratch.render_args(0, 2),
         &[("FAKE_AERENDER_MODE", "hang_after_finish")],
     );
-    assert!(running.wait_for_output("Finished composition \"Main\".\n\n\n", Duration::from_secs(5)));
+    assert!(running.wait_for_output("Finished composition \"Main\".\n\n\n", PATIENCE));
     kill(&running.child.id().to_string(), "TERM");
     assert!(
         running.wait(Duration::from_millis(400)).is_none(),
@@ -628,7 +628,7 @@ fn hang_after_finish_ignores_sigterm_and_keeps_child() {
     let children = scratch.child_pids();
     assert!(children.iter().all(|pid| is_alive(*pid)) && !children.is_empty());
     kill(&format!("-{}", running.child.id()), "KILL");
-    assert!(running.wait(Duration::from_secs(5)).is_some());
+    assert!(running.wait(PATIENCE).is_some());
 }
 
 /// A stall stops output at the chosen frame and keeps running until killed.
@@ -641,7 +641,7 @@ fn stall_stops_output_and_keeps_running() {
         ("FAKE_AERENDER_STALL_CPU", "true"),
     ];
     let mut running = spawn(&scratch, &scratch.render_args(0, 5), &env);
-    assert!(running.wait_for_output("(2): 0 Seconds\n", Duration::from_secs(5)));
+    assert!(running.wait_for_output("(2): 0 Seconds\n", PATIENCE));
     assert!(running.wait(Duration::from_millis(400)).is_none());
     assert!(!running.output().contains("(3)"));
     assert!(scratch.frame(1).exists() && !scratch.frame(2).exists());
@@ -766,7 +766,7 @@ fn crash_dialog_hangs_silently_after_truncated_file() {
     let scratch = Scratch::new(PROJECT);
     let env = [("FAKE_AERENDER_MODE", "crash_dialog"), ("FAKE_AERENDER_AT_FRAME", "1")];
     let mut running = spawn(&scratch, &scratch.render_args(0, 3), &env);
-    assert!(running.wait_for_output("(1): 0 Seconds\n", Duration::from_secs(5)));
+    assert!(running.wait_for_output("(1): 0 Seconds\n", PATIENCE));
     assert!(running.wait(Duration::from_millis(400)).is_none());
     assert!(running.output().ends_with("(1): 0 Seconds\n"));
     assert!(check_png(&scratch.frame(1)).is_err() && scratch.frame(1).exists());
@@ -782,7 +782,7 @@ fn surviving_child_outlives_its_parent() {
     ];
     // Keep the handle: dropping it kills the process group, the child included.
     let mut running = spawn(&scratch, &scratch.render_args(0, 1), &env);
-    let status = running.wait(Duration::from_secs(10)).expect("aerender must exit");
+    let status = running.wait(PATIENCE).expect("aerender must exit");
     assert_eq!(status.code(), Some(0));
     let children = scratch.child_pids();
     assert_eq!(children.len(), 1);
@@ -813,7 +813,7 @@ fn sigterm_stops_a_normal_render_and_its_child() {
         &scratch.render_args(0, 9),
         &[("FAKE_AERENDER_FRAME_MS", "200")],
     );
-    assert!(running.wait_for_output("(1): 0 Seconds", Duration::from_secs(5)));
+    assert!(running.wait_for_output("(1): 0 Seconds", PATIENCE));
     kill(&running.child.id().to_string(), "TERM");
     let status = running
         .wait(Duration::from_secs(2))
@@ -860,7 +860,7 @@ fn concurrent_instance_is_busy_under_lock() {
     let scratch = Scratch::new(PROJECT);
     let env = [("FAKE_AERENDER_LOCK", "true"), ("FAKE_AERENDER_FRAME_MS", "100")];
     let first = spawn(&scratch, &scratch.render_args(0, 9), &env);
-    assert!(first.wait_for_output("Starting composition", Duration::from_secs(5)));
+    assert!(first.wait_for_output("Starting composition", PATIENCE));
     let (status, output) = run(&scratch, &scratch.render_args(0, 1), &env);
     assert_eq!(status.code(), Some(1));
     assert!(output.contains("aerender ERROR: After Effects can not render for aerender."));
@@ -914,10 +914,7 @@ fn windows_profile_uses_crlf_and_noise() {
         ("FAKE_AERENDER_INVALID_UTF8", "true"),
     ];
     let mut running = spawn(&scratch, &scratch.render_args(0, 1), &env);
-    assert_eq!(
-        running.wait(Duration::from_secs(10)).and_then(|status| status.code()),
-        Some(0)
-    );
+    assert_eq!(running.wait(PATIENCE).and_then(|status| status.code()), Some(0));
     let raw = running.stdout.lock().unwrap().clone();
     assert!(String::from_utf8(raw.clone()).is_err(), "noise carries invalid UTF-8");
     let text = String::from_utf8_lossy(&raw);
