@@ -45,6 +45,8 @@ command -v psql >/dev/null || missing+=(postgresql-client-15)
 command -v cc >/dev/null || missing+=(build-essential)
 # The TLS end-to-end test makes its throwaway CA and server certificate with openssl.
 command -v openssl >/dev/null || missing+=(openssl)
+# The encode step (node-agent/src/encode) runs the system's ffmpeg and ffprobe; its tests too.
+if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then missing+=(ffmpeg); fi
 if [ "${#missing[@]}" -gt 0 ]; then
   apt_install "${missing[@]}"
 fi

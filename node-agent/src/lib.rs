@@ -6,6 +6,8 @@
 //!   `retry`: capped exponential back-off with full jitter for every retry of the control plane.
 //! - `runner`: one leased chunk end to end, under watchdogs. `leases`: leases held, self-fencing.
 //! - `supervisor`: finding aerender, its command line, the process tree and its output.
+//! - `encode`: rendered frames and the project's audio into one verified video with ffmpeg and
+//!   ffprobe, run as supervised process trees like aerender.
 //! - `aerender_log`: the pure parser of aerender output. `recovery`: verdicts and policy.
 //! - `cache`: the BLAKE3-addressed LRU template and asset caches. `outbox`: durable results and
 //!   samples.
@@ -24,6 +26,7 @@ pub mod config;
 pub mod content;
 pub(crate) mod delivery;
 pub mod doctor;
+pub mod encode;
 pub mod health;
 pub mod install;
 pub(crate) mod leases;

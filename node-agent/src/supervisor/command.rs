@@ -223,6 +223,21 @@ impl FramePattern {
         (self.file_name(frame) == file_name).then_some(frame)
     }
 
+    /// The text before the frame number (`frame_`).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// How many digits the frame number is padded to (5 for `[#####]`).
+    pub fn digits(&self) -> usize {
+        self.digits
+    }
+
+    /// The text after the frame number (`.png`).
+    pub fn suffix(&self) -> &str {
+        &self.suffix
+    }
+
     /// The pattern as written in `-output` (`frame_[#####].png`).
     pub fn pattern_string(&self) -> String {
         format!("{}[{}]{}", self.prefix, "#".repeat(self.digits), self.suffix)

@@ -18,6 +18,8 @@ use flatrender_node_agent::supervisor::{
 };
 use tokio::time::{Instant, timeout};
 
+use crate::live_tagged_pids;
+
 const PROJECT: &str = "comp \"Main\" fps=25 frames=50\n";
 /// How long a test waits for output, an exit or a process before calling it lost: generous, so
 /// that only a real failure reaches it on a loaded machine.
@@ -40,29 +42,6 @@ fn fake_aerender() -> PathBuf {
         candidate.display()
     );
     candidate
-}
-
-/// Live (non-zombie) pids whose environment holds `FLATRENDER_PROCESS_TAG=<value>` with `value`
-/// starting with `tag_prefix`, read straight from `/proc`.
-fn live_tagged_pids(tag_prefix: &str) -> Vec<u32> {
-    let wanted = format!("FLATRENDER_PROCESS_TAG={tag_prefix}");
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else {
-            continue;
-        };
-        let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
-        let tagged = environ
-            .split(|byte| *byte == 0)
-            .any(|variable| variable.starts_with(wanted.as_bytes()));
-        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        let state = stat.rsplit(')').next().unwrap_or("").trim_start().chars().next();
-        if tagged && !matches!(state, Some('Z' | 'X') | None) {
-            pids.push(pid);
-        }
-    }
-    pids.sort_unstable();
-    pids
 }
 
 fn process_group_of(pid: u32) -> Option<i32> {
