@@ -3,7 +3,7 @@
 //! empty optional text `null`. Adding keys is compatible; renaming or removing one is not.
 
 use flatrender_proto::{
-    pb,
+    content, pb,
     types::{CrashClass, FrameJobState, JobKind, JobStatus, NodeState, OperatingSystem, RecoveryAction},
 };
 use serde::Serialize;
@@ -243,24 +243,12 @@ pub struct SceneJson {
 impl SceneJson {
     /// The scene at `index` in play order.
     pub fn new(index: i32, scene: &pb::Scene) -> Self {
-        use pb::field_value::Value;
         let range = scene.frame_range.unwrap_or_default();
         let fields = scene
             .fields
             .iter()
             .map(|field| {
-                let kind = match &field.value {
-                    Some(Value::Text(_)) => "text",
-                    Some(Value::Number(_)) => "number",
-                    Some(Value::Boolean(_)) => "boolean",
-                    Some(Value::Color(_)) => "color",
-                    Some(Value::Select(_)) => "select",
-                    Some(Value::Image(_)) => "image",
-                    Some(Value::Video(_)) => "video",
-                    Some(Value::Audio(_)) => "audio",
-                    Some(Value::Character(_)) => "character",
-                    None => "unknown",
-                };
+                let kind = field.value.as_ref().map_or("unknown", content::wire_kind);
                 format!("{}:{kind}", field.key)
             })
             .collect();

@@ -279,15 +279,8 @@ impl Farm {
 
     /// Publishes a project with `comp` of `frames` frames and submits a job over `first..=last`.
     pub async fn submit(&self, name: &str, comp: &str, frames: i32, first: i32, last: i32) -> pb::RenderJob {
-        let request = self.submit_request(name, comp, frames, first, last);
-        self.render()
+        self.submit_with(self.submit_request(name, comp, frames, first, last))
             .await
-            .submit_render_job(authed(request, &self.service_token))
-            .await
-            .expect("submit")
-            .into_inner()
-            .job
-            .expect("job")
     }
 
     /// Publishes a project with `comp` of `frames` frames; the request for a job over

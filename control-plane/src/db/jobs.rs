@@ -54,6 +54,8 @@ struct JobRow {
     pub frames_done: i64,
     pub chunks_leased: i64,
     pub seconds_per_frame: Option<f64>,
+    /// A saved project's job: its scenes are read in a second statement, only then.
+    pub has_scenes: bool,
 }
 
 const JOB_COLUMNS: &str = "j.id, j.tenant_id, j.user_id, j.saved_project_id, j.idempotency_key, j.kind, j.priority,
@@ -62,7 +64,8 @@ const JOB_COLUMNS: &str = "j.id, j.tenant_id, j.user_id, j.saved_project_id, j.i
     j.sfx_url, j.sfx_volume::float8 AS sfx_volume, j.voiceover_url, j.voiceover_volume::float8 AS voiceover_volume,
     j.audio, j.required_os, j.required_ae_version, j.required_tags, j.max_attempts, j.status, j.frames_total,
     j.chunks_total, j.chunks_completed, j.failure_reason, j.created_at, j.started_at, j.finished_at, j.updated_at,
-    agg.frames_done, agg.chunks_leased, agg.seconds_per_frame";
+    agg.frames_done, agg.chunks_leased, agg.seconds_per_frame,
+    EXISTS (SELECT 1 FROM render.job_scenes s WHERE s.job_id = j.id) AS has_scenes";
 
 const CHUNK_AGGREGATE: &str = "CROSS JOIN LATERAL (
     SELECT coalesce(sum(f.frames_done), 0)::int8 AS frames_done,
@@ -221,13 +224,17 @@ pub(crate) async fn get(connection: &mut PgConnection, id: JobId, detail: Detail
     .bind(id.as_uuid())
     .fetch_optional(&mut *connection)
     .await?;
-    let Some(mut job) = row.map(Job::try_from).transpose()? else {
+    let Some(row) = row else {
         return Ok(None);
     };
-    job.spec.scenes = job_scenes::of_jobs(connection, &[id], detail == Detail::Full)
-        .await?
-        .remove(&id)
-        .unwrap_or_default();
+    let has_scenes = row.has_scenes;
+    let mut job = Job::try_from(row)?;
+    if has_scenes {
+        job.spec.scenes = job_scenes::of_jobs(connection, &[id], detail == Detail::Full)
+            .await?
+            .remove(&id)
+            .unwrap_or_default();
+    }
     Ok(Some(job))
 }
 
@@ -265,11 +272,17 @@ pub(crate) async fn list(connection: &mut PgConnection, filter: &JobFilter) -> R
     .bind(filter.limit)
     .fetch_all(&mut *connection)
     .await?;
+    let projects: Vec<JobId> = rows
+        .iter()
+        .filter(|row| row.has_scenes)
+        .map(|row| JobId::from_uuid(row.id))
+        .collect();
     let mut jobs = rows.into_iter().map(Job::try_from).collect::<Result<Vec<_>, _>>()?;
-    let ids: Vec<JobId> = jobs.iter().map(|job| job.id).collect();
-    let mut scenes = job_scenes::of_jobs(connection, &ids, false).await?;
-    for job in &mut jobs {
-        job.spec.scenes = scenes.remove(&job.id).unwrap_or_default();
+    if !projects.is_empty() {
+        let mut scenes = job_scenes::of_jobs(connection, &projects, false).await?;
+        for job in &mut jobs {
+            job.spec.scenes = scenes.remove(&job.id).unwrap_or_default();
+        }
     }
     Ok(jobs)
 }

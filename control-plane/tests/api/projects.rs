@@ -8,7 +8,7 @@ use flatrender_proto::{
 };
 use tonic::Code;
 
-use crate::support::{Farm, HASH_A, authed, job_request, names_field};
+use crate::support::{Farm, HASH_A, Mutation, authed, job_request};
 
 const ASSET_HASH: &str = "bb00000000000000000000000000000000000000000000000000000000000002";
 
@@ -278,8 +278,6 @@ async fn project_idempotency_covers_the_content() {
     assert_eq!(conflict.code(), Code::AlreadyExists, "{conflict:?}");
 }
 
-type Mutation = fn(&mut pb::SubmitRenderJobRequest);
-
 fn set_field(request: &mut pb::SubmitRenderJobRequest, scene: usize, index: usize, value: Value) {
     request.scenes[scene].fields[index].value = Some(value);
 }
@@ -389,21 +387,8 @@ async fn bad_projects_name_the_field_and_write_nothing() {
             r.output.as_mut().unwrap().container = "png_sequence".into();
         }),
     ];
-    let mut client = farm.render().await;
-    for (field, mutate) in cases {
-        let mut request = project_request(TenantId::new_random());
-        mutate(&mut request);
-        let status = client
-            .submit_render_job(authed(request, &farm.service_token))
-            .await
-            .unwrap_err();
-        assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
-        assert!(
-            names_field(&status, field),
-            "expected field {field}, got {:?}",
-            status.message()
-        );
-    }
+    farm.assert_submissions_refused(&cases, || project_request(TenantId::new_random()))
+        .await;
     for table in ["render_jobs", "frame_jobs", "job_scenes"] {
         let rows = farm.count(&format!("SELECT count(*) FROM render.{table}")).await;
         assert_eq!(rows, 0, "{table}");

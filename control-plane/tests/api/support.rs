@@ -219,6 +219,30 @@ impl Farm {
         snapshot
     }
 
+    /// Submits each case (`base()` changed by the case) and expects INVALID_ARGUMENT naming the
+    /// case's field.
+    pub async fn assert_submissions_refused(
+        &self,
+        cases: &[(&str, Mutation)],
+        base: impl Fn() -> pb::SubmitRenderJobRequest,
+    ) {
+        let mut client = self.render().await;
+        for (field, mutate) in cases {
+            let mut request = base();
+            mutate(&mut request);
+            let status = client
+                .submit_render_job(authed(request, &self.service_token))
+                .await
+                .unwrap_err();
+            assert_eq!(status.code(), tonic::Code::InvalidArgument, "{field}: {status:?}");
+            assert!(
+                names_field(&status, field),
+                "expected field {field}, got {:?}",
+                status.message()
+            );
+        }
+    }
+
     /// The body of `/metrics`.
     pub async fn metrics(&self) -> String {
         let (status, body) = http_get(self.http, "/metrics").await;
@@ -341,6 +365,9 @@ pub fn registration(name: &str, tags: &[&str]) -> pb::RegisterNodeRequest {
         max_leases: 4,
     }
 }
+
+/// A change to a valid submission that should make it invalid.
+pub type Mutation = fn(&mut pb::SubmitRenderJobRequest);
 
 /// A valid submission.
 pub fn job_request(tenant: TenantId, start: i32, end: i32) -> pb::SubmitRenderJobRequest {

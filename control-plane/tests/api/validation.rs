@@ -3,9 +3,7 @@
 use flatrender_proto::{pb, types::TenantId};
 use tonic::Code;
 
-use crate::support::{Farm, authed, job_request, names_field};
-
-type Mutation = fn(&mut pb::SubmitRenderJobRequest);
+use crate::support::{Farm, Mutation, authed, job_request, names_field};
 
 /// Every malformed submission names its field and leaves the database untouched.
 #[tokio::test]
@@ -91,21 +89,8 @@ async fn bad_submissions_name_the_field_and_write_nothing() {
             })
         }),
     ];
-    let mut client = farm.render().await;
-    for (field, mutate) in cases {
-        let mut request = job_request(TenantId::new_random(), 0, 99);
-        mutate(&mut request);
-        let status = client
-            .submit_render_job(authed(request, &farm.service_token))
-            .await
-            .unwrap_err();
-        assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
-        assert!(
-            names_field(&status, field),
-            "expected field {field}, got {:?}",
-            status.message()
-        );
-    }
+    farm.assert_submissions_refused(&cases, || job_request(TenantId::new_random(), 0, 99))
+        .await;
     assert_eq!(farm.count("SELECT count(*) FROM render.render_jobs").await, 0);
     assert_eq!(farm.count("SELECT count(*) FROM render.frame_jobs").await, 0);
 }

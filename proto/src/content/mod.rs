@@ -192,6 +192,23 @@ impl FieldValue {
     }
 }
 
+/// The kind's name of a wire value, as in `content.scene_fields.kind` (clients that show a
+/// field without validating it use this too).
+pub fn wire_kind(value: &pb::field_value::Value) -> &'static str {
+    use pb::field_value::Value;
+    match value {
+        Value::Text(_) => "text",
+        Value::Number(_) => "number",
+        Value::Boolean(_) => "boolean",
+        Value::Color(_) => "color",
+        Value::Select(_) => "select",
+        Value::Image(_) => "image",
+        Value::Video(_) => "video",
+        Value::Audio(_) => "audio",
+        Value::Character(_) => "character",
+    }
+}
+
 /// One field of a scene: where the value goes and what it is.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Field {
