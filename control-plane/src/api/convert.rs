@@ -134,6 +134,7 @@ pub fn job(job: &Job) -> pb::RenderJob {
         updated_at: Some(timestamp(job.updated_at)),
         scenes: spec.scenes.iter().map(scene).collect(),
         audio: spec.audio.as_ref().map(ProjectAudio::to_wire),
+        export: None,
     }
 }
 
@@ -163,6 +164,8 @@ pub fn assignment(assignment: &Assignment) -> pb::WorkAssignment {
         frames_already_written: assignment.frames_already_written.clone(),
         attempt: assignment.attempt,
         scene: assignment.scene.as_ref().map(SceneContent::to_wire),
+        kind: pb::WorkKind::Render as i32,
+        encode: None,
     }
 }
 
@@ -187,6 +190,7 @@ pub(crate) fn node(view: &NodeView) -> pb::Node {
         last_seen_at: timestamp_opt(view.last_seen_at),
         registered_at: Some(timestamp(view.registered_at)),
         running_leases: i32::try_from(view.running_leases).unwrap_or(i32::MAX),
+        capabilities: None,
     }
 }
 
@@ -209,6 +213,7 @@ pub(crate) fn frame_job(view: &FrameJobView) -> pb::FrameJob {
         last_error_class: view.last_error_class.clone().unwrap_or_default(),
         last_error: view.last_error.clone().unwrap_or_default(),
         node_name: view.lease_node_name.clone().unwrap_or_default(),
+        kind: pb::WorkKind::Render as i32,
     }
 }
 

@@ -348,6 +348,7 @@ pub fn completed_chunk(assignment: &pb::WorkAssignment) -> pb::CompletedChunk {
             })
             .collect(),
         render_seconds: 1.5,
+        export: None,
     }
 }
 
@@ -363,6 +364,7 @@ pub fn registration(name: &str, tags: &[&str]) -> pb::RegisterNodeRequest {
         memory_bytes: 64 << 30,
         tags: tags.iter().map(|tag| tag.to_string()).collect(),
         max_leases: 4,
+        capabilities: None,
     }
 }
 

@@ -41,6 +41,7 @@ impl ChunkCompletion {
                 })
                 .collect(),
             render_seconds: self.render_seconds,
+            export: None,
         }
     }
 }

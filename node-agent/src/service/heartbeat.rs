@@ -78,6 +78,8 @@ impl Agent {
             health: health.iter().map(HealthSample::to_pb).collect(),
             quarantined: quarantine.is_some(),
             quarantine_reason: quarantine.clone().unwrap_or_default(),
+            capabilities: None,
+            frames_removed_job_ids: Vec::new(),
             // Taken, not read: a probe passing while this heartbeat is in flight is not lost.
             probe_succeeded: self.probe_succeeded.swap(false, Ordering::Relaxed),
         };
@@ -102,6 +104,7 @@ impl Agent {
                         }
                         pb::node_command::Command::Drain(_) => {}
                         pb::node_command::Command::PrefetchTemplate(prefetch) => self.prefetch(prefetch),
+                        pb::node_command::Command::RemoveFrames(_) => {}
                     }
                 }
                 self.leases.renewed_except(&lost);

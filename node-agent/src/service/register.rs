@@ -59,6 +59,7 @@ impl Agent {
             memory_bytes: i64::try_from(system.total_memory()).unwrap_or(i64::MAX),
             tags: self.config.node.tags.clone(),
             max_leases: self.config.node.max_leases,
+            capabilities: None,
         };
         let mut backoff = Backoff::new(REGISTER_RETRY_BASE, REGISTER_RETRY_CAP);
         let response = loop {
