@@ -26,7 +26,7 @@ use crate::{
     config::AgentConfig,
     recovery::{self, RunFacts, Verdict},
     runner::{self, ChunkContext},
-    supervisor::{self, FramePattern},
+    supervisor::{self, AerenderInstall, FramePattern},
 };
 
 /// Where canary renders write their frame (one scratch folder per probe below it).
@@ -95,6 +95,10 @@ pub fn plan(config: &AgentConfig, cache: &TemplateCache) -> Result<Canary, Strin
 
 /// Renders the canary and checks its frame; `Ok` says what passed, `Err` why it failed.
 pub async fn probe(context: &ChunkContext, stop: &CancellationToken) -> Result<String, String> {
+    let install = context
+        .install
+        .as_ref()
+        .ok_or_else(|| "no aerender on this node (encode-only): nothing to render a canary with".to_owned())?;
     let canary = plan(&context.config, &context.cache)?;
     // The remembered template stays pinned while the canary renders from it.
     let (project, _cache_lease) = match &canary {
@@ -116,7 +120,7 @@ pub async fn probe(context: &ChunkContext, stop: &CancellationToken) -> Result<S
     tokio::fs::create_dir_all(&scratch)
         .await
         .map_err(|error| format!("cannot create {}: {error}", scratch.display()))?;
-    let verdict = render_and_verify(context, &canary, &project, &scratch, stop).await;
+    let verdict = render_and_verify(context, install, &canary, &project, &scratch, stop).await;
     if let Err(error) = tokio::fs::remove_dir_all(&scratch).await {
         warn!(dir = %scratch.display(), %error, "could not remove the canary's scratch folder");
     }
@@ -125,6 +129,7 @@ pub async fn probe(context: &ChunkContext, stop: &CancellationToken) -> Result<S
 
 async fn render_and_verify(
     context: &ChunkContext,
+    install: &AerenderInstall,
     canary: &Canary,
     project: &Path,
     scratch: &Path,
@@ -147,9 +152,9 @@ async fn render_and_verify(
     let pattern_path = supervisor::output_pattern(scratch, "canary_", &config.aerender.frame_extension);
     let (_, pattern) = FramePattern::from_output_path(&pattern_path).map_err(|error| error.to_string())?;
     let command = runner::chunk_command(config, project, composition, frame, frame, &pattern_path, &output);
-    let args = command.build_args(context.install.version.as_deref());
+    let args = command.build_args(install.version.as_deref());
     let tag = format!("{}canary", context.process_tag_prefix);
-    let process = supervisor::spawn(&context.install.path, &args, &[], &tag)
+    let process = supervisor::spawn(&install.path, &args, &[], &tag)
         .map_err(|error| format!("aerender did not start: {error}"))?;
     let record = runner::supervise(process, scratch, &pattern, &config.watchdog, stop, &mut |_| {}, None).await;
     crate::render_logs::keep(&config.node.state_dir, SCRATCH_DIR, &tag, &record.raw_log).await;

@@ -8,6 +8,8 @@ use flatrender_layered_config::{LayeredConfigError, load_layered};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::encode::FfmpegTools;
+
 /// Prefix of the environment variables that configure the agent.
 pub const ENV_PREFIX: &str = "FLATRENDER_AGENT_";
 
@@ -55,6 +57,8 @@ pub struct AgentConfig {
     pub metrics: MetricsSettings,
     /// The durable outbox.
     pub outbox: OutboxSettings,
+    /// The encode step's programs.
+    pub encode: EncodeSettings,
 }
 
 /// `[control_plane]`.
@@ -127,6 +131,9 @@ impl Default for NodeConfig {
 pub struct AerenderConfig {
     /// Path to aerender (empty: the newest After Effects install found).
     pub path: PathBuf,
+    /// Whether the agent refuses to start without aerender. When false and none is found, the
+    /// node takes encode work only (a Linux box with ffmpeg); it still needs an encoder then.
+    pub required: bool,
     /// Where frames are written (`<output_root>/<job id>/<name>_#####.<ext>`).
     pub output_root: PathBuf,
     /// Output module template used when a job names none (must write an image sequence).
@@ -152,6 +159,7 @@ impl Default for AerenderConfig {
     fn default() -> Self {
         Self {
             path: PathBuf::new(),
+            required: true,
             output_root: PathBuf::from("renders"),
             output_module_template: "PNG Sequence".into(),
             frame_extension: "png".into(),
@@ -329,6 +337,38 @@ impl Default for OutboxSettings {
     }
 }
 
+/// `[encode]`: the FFmpeg programs that turn a job's frames and audio into its video.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct EncodeSettings {
+    /// Whether this node takes encode work (when ffmpeg and ffprobe are found at start).
+    pub enabled: bool,
+    /// The `ffmpeg` program (a bare name is looked up on `PATH`).
+    pub ffmpeg: PathBuf,
+    /// The `ffprobe` program.
+    pub ffprobe: PathBuf,
+}
+
+impl Default for EncodeSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            ffmpeg: PathBuf::from("ffmpeg"),
+            ffprobe: PathBuf::from("ffprobe"),
+        }
+    }
+}
+
+impl EncodeSettings {
+    /// The programs as the encode step runs them.
+    pub fn tools(&self) -> FfmpegTools {
+        FfmpegTools {
+            ffmpeg: self.ffmpeg.clone(),
+            ffprobe: self.ffprobe.clone(),
+        }
+    }
+}
+
 impl AgentConfig {
     /// Loads all layers and validates.
     pub fn load(
@@ -451,6 +491,24 @@ impl AgentConfig {
         }
         if !self.metrics.listen.is_empty() && self.metrics.listen.parse::<std::net::SocketAddr>().is_err() {
             return invalid("metrics.listen", "must be an address like 127.0.0.1:9465, or empty");
+        }
+        if self.encode.enabled && self.encode.ffmpeg.as_os_str().is_empty() {
+            return invalid(
+                "encode.ffmpeg",
+                "name the ffmpeg program, or set encode.enabled = false",
+            );
+        }
+        if self.encode.enabled && self.encode.ffprobe.as_os_str().is_empty() {
+            return invalid(
+                "encode.ffprobe",
+                "name the ffprobe program, or set encode.enabled = false",
+            );
+        }
+        if !self.aerender.required && !self.encode.enabled {
+            return invalid(
+                "aerender.required",
+                "false makes a node without aerender take encode work only, which needs encode.enabled = true",
+            );
         }
         Ok(())
     }

@@ -1,12 +1,13 @@
-//! `node-agent doctor`: checks what the agent needs (aerender, its startup hook, disk, cache and
-//! state folders, the control plane) and says what to fix. Returns the checks; the binary prints
-//! them.
+//! `node-agent doctor`: checks what the agent needs (aerender, its startup hook, the encoder,
+//! disk, cache and state folders, the control plane) and says what to fix. Returns the checks;
+//! the binary prints them.
 
 use std::{path::Path, time::Duration};
 
 use crate::{
     config::AgentConfig,
     content::hook::{self, HookStatus},
+    encode,
     supervisor::{self, AerenderInstall},
 };
 
@@ -67,9 +68,17 @@ pub async fn run_checks(config: &AgentConfig) -> Vec<Check> {
                 )
             });
         }
-        Err(error) => checks.push(Check::fail("aerender", error.to_string())),
+        Err(error) if config.aerender.required => checks.push(Check::fail("aerender", error.to_string())),
+        Err(error) => checks.push(Check::pass(
+            "aerender",
+            format!("not found ({error}): this node takes encode work only (aerender.required = false)"),
+        )),
     }
-    checks.push(startup_hook(config, found.as_ref().ok()));
+    // An encode-only node runs no After Effects: it has no hook to check.
+    if found.is_ok() || config.aerender.required {
+        checks.push(startup_hook(config, found.as_ref().ok()));
+    }
+    checks.push(encoder(config, found.is_ok()).await);
     let asset_dir = config.cache.asset_dir();
     for (name, dir) in [
         ("template cache folder", config.cache.dir.as_path()),
@@ -91,6 +100,26 @@ pub async fn run_checks(config: &AgentConfig) -> Vec<Check> {
         checks.push(reachable(endpoint, &config.control_plane.ca_cert).await);
     }
     checks
+}
+
+/// ffmpeg and ffprobe for encode work. Missing is a problem only where the node has nothing
+/// else to do; a render node without them just takes no encode work.
+async fn encoder(config: &AgentConfig, has_aerender: bool) -> Check {
+    const NAME: &str = "encoder";
+    if !config.encode.enabled {
+        return Check::pass(NAME, "off (encode.enabled = false): this node takes no encode work");
+    }
+    match encode::detect(&config.encode.tools(), "flatrender-doctor-encoder").await {
+        Ok(versions) => Check::pass(
+            NAME,
+            format!(
+                "ffmpeg {}, ffprobe {}: this node takes encode work",
+                versions.ffmpeg.version, versions.ffprobe.version
+            ),
+        ),
+        Err(error) if has_aerender => Check::pass(NAME, format!("none, so this node takes no encode work: {error}")),
+        Err(error) => Check::fail(NAME, format!("{error}; without aerender this node has nothing to run")),
+    }
 }
 
 /// The After Effects startup hook that applies saved projects' values (docs/content.md §3).
@@ -210,6 +239,28 @@ mod tests {
         let mut config = AgentConfig::default();
         config.aerender.startup_scripts_dir = dir.to_path_buf();
         config
+    }
+
+    /// Without ffmpeg, a render node passes (it takes no encode work) and an encode-only node
+    /// fails; encoding switched off passes and says so.
+    #[tokio::test]
+    async fn encoder_check_depends_on_what_else_the_node_has() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = AgentConfig::default();
+        config.encode.ffmpeg = dir.path().join("no-ffmpeg");
+        let render_node = encoder(&config, true).await;
+        assert!(
+            render_node.ok && render_node.detail.contains("no-ffmpeg"),
+            "{render_node:?}"
+        );
+        let encode_only = encoder(&config, false).await;
+        assert!(
+            !encode_only.ok && encode_only.detail.contains("nothing to run"),
+            "{encode_only:?}"
+        );
+        config.encode.enabled = false;
+        let off = encoder(&config, false).await;
+        assert!(off.ok && off.detail.contains("encode.enabled = false"), "{off:?}");
     }
 
     /// The hook check says missing, outdated (with the version found) or current, and names the

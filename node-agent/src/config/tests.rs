@@ -113,3 +113,44 @@ fn https_endpoints_need_a_ca() {
     let config = AgentConfig::load(None, vec![], &with_ca).unwrap();
     assert_eq!(config.control_plane.ca_cert, PathBuf::from("/etc/flatrender/ca.pem"));
 }
+
+/// `[encode]` defaults to the programs on `PATH`, and aerender is required unless set otherwise;
+/// the keys show in the dump, the environment sets them, and the combinations that cannot work
+/// name their key.
+#[test]
+fn encode_settings_and_encode_only() {
+    let config = AgentConfig::load(None, vec![], &[]).unwrap();
+    assert!(config.encode.enabled);
+    assert_eq!(config.encode.tools(), crate::encode::FfmpegTools::default());
+    assert!(config.aerender.required);
+    let dumped = config.to_redacted_toml().unwrap();
+    for line in [
+        "[encode]",
+        "ffmpeg = \"ffmpeg\"",
+        "ffprobe = \"ffprobe\"",
+        "required = true",
+    ] {
+        assert!(dumped.contains(line), "{line} in {dumped}");
+    }
+    let vars = vec![
+        (
+            "FLATRENDER_AGENT_ENCODE__FFMPEG".to_string(),
+            "/opt/ff/ffmpeg".to_string(),
+        ),
+        ("FLATRENDER_AGENT_AERENDER__REQUIRED".to_string(), "false".to_string()),
+    ];
+    let encode_only = AgentConfig::load(None, vars, &[]).unwrap();
+    assert_eq!(encode_only.encode.ffmpeg, PathBuf::from("/opt/ff/ffmpeg"));
+    assert!(!encode_only.aerender.required);
+    let no_program = ["encode.ffprobe=".to_string()];
+    let error = AgentConfig::load(None, vec![], &no_program).unwrap_err();
+    assert!(error.to_string().contains("encode.ffprobe"), "{error}");
+    let disabled = ["encode.enabled=false".to_string(), "encode.ffmpeg=".to_string()];
+    assert!(!AgentConfig::load(None, vec![], &disabled).unwrap().encode.enabled);
+    let nothing_to_do = [
+        "encode.enabled=false".to_string(),
+        "aerender.required=false".to_string(),
+    ];
+    let error = AgentConfig::load(None, vec![], &nothing_to_do).unwrap_err();
+    assert!(error.to_string().contains("aerender.required"), "{error}");
+}

@@ -46,9 +46,7 @@ impl SceneJob {
 
     /// Where the scene's frames go: `<output_root>/<job id>/scene-<iii>`.
     pub fn output_dir(&self, output_root: &Path) -> PathBuf {
-        output_root
-            .join(self.job_id.to_string())
-            .join(format!("scene-{:03}", self.scene.index))
+        crate::runner::frames_dir(output_root, &self.job_id.to_string(), Some(self.scene.index))
     }
 }
 

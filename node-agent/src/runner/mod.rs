@@ -5,6 +5,7 @@
 //! with the scene's values (`content`): its frames go to `<job id>/scene-<iii>/`, and the working
 //! folder is removed when the chunk's work ends, whatever the outcome.
 
+mod layout;
 mod watch;
 
 use std::{
@@ -21,6 +22,7 @@ use flatrender_proto::{
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+pub(crate) use layout::{FrameLayout, frames_dir};
 pub use watch::frames_on_disk;
 pub(crate) use watch::supervise;
 
@@ -30,6 +32,7 @@ use crate::{
     client::ControlPlaneClient,
     config::AgentConfig,
     content::{self, PreparedScene, SceneJob},
+    encode::{FfmpegTools, FfmpegVersions},
     leases::{RunningLease, StopReason},
     metrics::AgentMetrics,
     outbox::{ChunkCompletion, ChunkFailure, FrameOutputRecord, Outbox, OutboxItem},
@@ -51,11 +54,27 @@ pub struct ChunkContext {
     pub outbox: Arc<Outbox>,
     /// The agent's metrics.
     pub metrics: Arc<AgentMetrics>,
-    /// The aerender to run.
-    pub install: AerenderInstall,
+    /// The aerender to run; `None` on an encode-only node (`aerender.required = false` and none
+    /// found), which fails any render assignment so that it goes elsewhere.
+    pub install: Option<AerenderInstall>,
+    /// The FFmpeg to encode with; `None` when encoding is off or ffmpeg was not found.
+    pub encoder: Option<Encoder>,
     /// Prefix of this agent's process tags (see `service::process_tag_prefix`).
     pub process_tag_prefix: String,
 }
+
+/// The FFmpeg programs this node encodes with, and their versions as found at start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Encoder {
+    /// The programs.
+    pub tools: FfmpegTools,
+    /// What `-version` said.
+    pub versions: FfmpegVersions,
+}
+
+/// Why an encode-only node refuses a render assignment.
+const NO_AERENDER: &str = "this node has no After Effects (encode-only: aerender.required = false and no aerender found); \
+                           the chunk goes to another node";
 
 /// How a chunk ended, for the crash-loop detector and back-off.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -209,6 +228,13 @@ async fn render(
     lease: &Arc<RunningLease>,
     scene: &mut Option<PreparedScene>,
 ) -> Result<Vec<FrameOutputRecord>, Failed> {
+    let Some(install) = context.install.as_ref() else {
+        return Err(Failed::before_render(
+            CrashClass::Unknown,
+            RecoveryAction::RetryElsewhere,
+            NO_AERENDER.to_owned(),
+        ));
+    };
     let spec = assignment
         .template
         .as_ref()
@@ -223,22 +249,20 @@ async fn render(
     let config = &context.config;
     let stem = SafeName::file_stem(&output.output_name, "output_name")
         .map_err(|error| Failed::before_render(CrashClass::Unknown, RecoveryAction::FailJob, error.to_string()))?;
-    let output_dir = match &scene_job {
-        Some(job) => job.output_dir(&config.aerender.output_root),
-        None => config.aerender.output_root.join(&assignment.job_id),
-    };
+    let scene_index = scene_job.as_ref().map(|job| job.scene.index);
+    let FrameLayout {
+        dir: output_dir,
+        pattern_path,
+        pattern,
+    } = layout::frame_layout(&config.aerender, &assignment.job_id, scene_index, &stem).map_err(|error| {
+        Failed::before_render(CrashClass::Unknown, RecoveryAction::RetryElsewhere, error.to_string())
+    })?;
     tokio::fs::create_dir_all(&output_dir).await.map_err(|error| {
         Failed::before_render(
             CrashClass::OutputWrite,
             RecoveryAction::RetryElsewhere,
             format!("cannot create {}: {error}", output_dir.display()),
         )
-    })?;
-    // `<name>_00012.png`, as OutputSettings.output_name documents.
-    let file_stem = format!("{}_", stem.as_str());
-    let pattern_path = supervisor::output_pattern(&output_dir, &file_stem, &config.aerender.frame_extension);
-    let (_, pattern) = FramePattern::from_output_path(&pattern_path).map_err(|error| {
-        Failed::before_render(CrashClass::Unknown, RecoveryAction::RetryElsewhere, error.to_string())
     })?;
 
     let cache_lease = match context.cache.acquire(&spec).await {
@@ -287,9 +311,9 @@ async fn render(
             &output,
         );
         command.script.clone_from(&script);
-        let args = command.build_args(context.install.version.as_deref());
+        let args = command.build_args(install.version.as_deref());
         let tag = format!("{}{}/{}", context.process_tag_prefix, assignment.frame_job_id, first);
-        let process = supervisor::spawn(&context.install.path, &args, &[], &tag).map_err(|error| {
+        let process = supervisor::spawn(&install.path, &args, &[], &tag).map_err(|error| {
             Failed::before_render(
                 CrashClass::LaunchFailure,
                 RecoveryAction::RetryElsewhere,

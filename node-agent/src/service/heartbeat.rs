@@ -78,15 +78,21 @@ impl Agent {
             health: health.iter().map(HealthSample::to_pb).collect(),
             quarantined: quarantine.is_some(),
             quarantine_reason: quarantine.clone().unwrap_or_default(),
-            capabilities: None,
+            // Until one heartbeat of this run got through: ffmpeg may have come or gone since the
+            // node registered, and a stored credential skips registration.
+            capabilities: (!self.capabilities_reported.load(Ordering::Relaxed)).then(|| self.capabilities()),
             frames_removed_job_ids: Vec::new(),
             // Taken, not read: a probe passing while this heartbeat is in flight is not lost.
             probe_succeeded: self.probe_succeeded.swap(false, Ordering::Relaxed),
         };
         let probe_succeeded = request.probe_succeeded;
+        let reports_capabilities = request.capabilities.is_some();
         match self.client.heartbeat(request).await {
             Ok(response) => {
                 *resync_cache = false;
+                if reports_capabilities {
+                    self.capabilities_reported.store(true, Ordering::Relaxed);
+                }
                 if quarantine.is_some() {
                     self.quarantine_reported.send_replace(quarantine_epoch);
                 }

@@ -43,6 +43,7 @@ use crate::{
 
 mod health;
 mod heartbeat;
+mod programs;
 mod quarantine;
 mod register;
 mod work;
@@ -78,6 +79,8 @@ pub struct Agent {
     quarantine_reported: watch::Sender<u64>,
     quarantine_acknowledged: AtomicBool,
     probe_succeeded: AtomicBool,
+    /// Set once a heartbeat of this run delivered the node's capabilities.
+    capabilities_reported: AtomicBool,
     crash_loop: Mutex<CrashLoopDetector>,
     back_off_until: Mutex<Option<Instant>>,
     heartbeat_interval: Mutex<Duration>,
@@ -102,13 +105,13 @@ impl Agent {
                 "killed After Effects processes left by a previous agent run"
             );
         }
-        let install = supervisor::find_aerender(
-            (!config.aerender.path.as_os_str().is_empty()).then_some(config.aerender.path.as_path()),
-        )?;
-        info!(aerender = %install.path.display(), version = ?install.version, "found aerender");
+        let programs::Programs { install, encoder } = programs::find(&config, &tag_prefix).await?;
         // Before registering: a node that cannot apply saved projects' values must not take work.
-        let startup_dir = hook::startup_scripts_dir(&config.aerender.startup_scripts_dir, &install.path);
-        tokio::task::spawn_blocking(move || hook::install(&startup_dir)).await??;
+        // An encode-only node runs no After Effects, so it has no hook to install.
+        if let Some(install) = &install {
+            let startup_dir = hook::startup_scripts_dir(&config.aerender.startup_scripts_dir, &install.path);
+            tokio::task::spawn_blocking(move || hook::install(&startup_dir)).await??;
+        }
         let work_root = workdir::work_root(&config.node.state_dir);
         match tokio::task::spawn_blocking(move || workdir::remove_leftovers(&work_root)).await? {
             Ok(0) => {}
@@ -162,6 +165,7 @@ impl Agent {
                 outbox,
                 metrics,
                 install,
+                encoder,
                 process_tag_prefix: tag_prefix,
             }),
             delivery,
@@ -175,6 +179,7 @@ impl Agent {
             quarantine_reported: watch::Sender::new(0),
             quarantine_acknowledged: AtomicBool::new(false),
             probe_succeeded: AtomicBool::new(false),
+            capabilities_reported: AtomicBool::new(false),
             crash_loop: Mutex::new(CrashLoopDetector::new(
                 config.recovery.crash_loop_threshold,
                 Duration::from_secs(config.recovery.crash_loop_window_seconds),

@@ -53,13 +53,18 @@ impl Agent {
             hostname: sysinfo::System::host_name().unwrap_or_else(|| self.config.node.name.clone()),
             os: current_os() as i32,
             os_version: sysinfo::System::long_os_version().unwrap_or_default(),
-            ae_version: self.chunk.install.version.clone().unwrap_or_default(),
+            ae_version: self
+                .chunk
+                .install
+                .as_ref()
+                .and_then(|install| install.version.clone())
+                .unwrap_or_default(),
             agent_version: env!("CARGO_PKG_VERSION").into(),
             cpu_cores: i32::try_from(std::thread::available_parallelism().map_or(1, |cores| cores.get())).unwrap_or(1),
             memory_bytes: i64::try_from(system.total_memory()).unwrap_or(i64::MAX),
             tags: self.config.node.tags.clone(),
             max_leases: self.config.node.max_leases,
-            capabilities: None,
+            capabilities: Some(self.capabilities()),
         };
         let mut backoff = Backoff::new(REGISTER_RETRY_BASE, REGISTER_RETRY_CAP);
         let response = loop {

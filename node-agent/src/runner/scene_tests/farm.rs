@@ -123,10 +123,11 @@ touch "$marks/started"
                 .unwrap(),
             ),
             metrics: Arc::new(AgentMetrics::new()),
-            install: AerenderInstall {
+            install: Some(AerenderInstall {
                 path: aerender,
                 version: None,
-            },
+            }),
+            encoder: None,
             process_tag_prefix: format!("flatrender-test/{}/", uuid::Uuid::new_v4().simple()),
             config: Arc::new(config),
         };
