@@ -37,7 +37,7 @@ use files::{
     CORRUPT_SUFFIX, ITEM_SUFFIX, TEMP_SUFFIX, decode_item_file, encode_item_file, parse_item_file_name,
     parse_leading_id, sync_dir, write_durably,
 };
-pub use items::{ChunkCompletion, ChunkFailure, FrameOutputRecord, OutboxItem};
+pub use items::{ChunkCompletion, ChunkFailure, ExportRecord, FrameOutputRecord, OutboxItem};
 
 /// Outbox errors.
 #[derive(Debug, thiserror::Error)]

@@ -118,6 +118,7 @@ pub async fn run_chunk(
                 lease_token: assignment.lease_token,
                 outputs,
                 render_seconds: started.elapsed().as_secs_f64(),
+                export: None,
             });
             match context.outbox.push(item).await {
                 Ok(_) => ChunkOutcome::Completed,

@@ -28,6 +28,7 @@ fn completion(frame_job_id: &str) -> OutboxItem {
             blake3_hex: "ab".repeat(32),
         }],
         render_seconds: 12.5,
+        export: None,
     })
 }
 
