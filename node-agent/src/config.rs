@@ -10,6 +10,10 @@ use thiserror::Error;
 
 use crate::encode::FfmpegTools;
 
+mod export;
+
+pub use export::{DEFAULT_EXPORT_FOLDER_NAME, ExportSettings, ExportStoreKind};
+
 /// Prefix of the environment variables that configure the agent.
 pub const ENV_PREFIX: &str = "FLATRENDER_AGENT_";
 
@@ -59,6 +63,8 @@ pub struct AgentConfig {
     pub outbox: OutboxSettings,
     /// The encode step's programs.
     pub encode: EncodeSettings,
+    /// Where finished videos are stored.
+    pub export: ExportSettings,
 }
 
 /// `[control_plane]`.
@@ -370,7 +376,8 @@ impl EncodeSettings {
 }
 
 impl AgentConfig {
-    /// Loads all layers and validates.
+    /// Loads all layers, fills in the defaults that derive from other keys (the node name, the
+    /// export folder) and validates.
     pub fn load(
         file: Option<&std::path::Path>,
         vars: impl IntoIterator<Item = (String, String)>,
@@ -380,6 +387,7 @@ impl AgentConfig {
         if config.node.name.is_empty() {
             config.node.name = default_node_name();
         }
+        config.export.resolve_default_folder(&config.aerender.output_root);
         config.validate()?;
         Ok(config)
     }
@@ -509,6 +517,9 @@ impl AgentConfig {
                 "aerender.required",
                 "false makes a node without aerender take encode work only, which needs encode.enabled = true",
             );
+        }
+        if let Err((key, message)) = self.export.check() {
+            return invalid(key, message);
         }
         Ok(())
     }
