@@ -3,7 +3,8 @@
 //! a completion already recorded answers `DUPLICATE`, and a report for a lease that is gone
 //! answers `STALE_LEASE`/`FAILED_PRECONDITION`; both are final, so the item is dropped. While
 //! the control plane is unreachable, passes back off (`retry`); a heartbeat that gets through
-//! again wakes the loop at once.
+//! again wakes the loop at once. A completion answered `JOB_ENDED` (the job was cancelled or
+//! failed meanwhile) has its stored export discarded.
 
 use std::{sync::Arc, time::Duration};
 
@@ -14,8 +15,9 @@ use tracing::{info, warn};
 
 use crate::{
     client::{ClientError, ControlPlaneClient},
+    export::ExportStore,
     metrics::AgentMetrics,
-    outbox::{Outbox, OutboxItem},
+    outbox::{ChunkCompletion, Outbox, OutboxItem},
     retry::Backoff,
 };
 
@@ -29,6 +31,7 @@ const RETRY_CAP: Duration = Duration::from_secs(30);
 pub struct Delivery {
     client: Arc<ControlPlaneClient>,
     outbox: Arc<Outbox>,
+    exports: Arc<ExportStore>,
     metrics: Arc<AgentMetrics>,
     pass: tokio::sync::Mutex<()>,
     wake: Notify,
@@ -47,10 +50,16 @@ enum Pass {
 
 impl Delivery {
     /// A deliverer of `outbox` through `client`.
-    pub fn new(client: Arc<ControlPlaneClient>, outbox: Arc<Outbox>, metrics: Arc<AgentMetrics>) -> Self {
+    pub fn new(
+        client: Arc<ControlPlaneClient>,
+        outbox: Arc<Outbox>,
+        exports: Arc<ExportStore>,
+        metrics: Arc<AgentMetrics>,
+    ) -> Self {
         Self {
             client,
             outbox,
+            exports,
             metrics,
             pass: tokio::sync::Mutex::new(()),
             wake: Notify::new(),
@@ -88,21 +97,28 @@ impl Delivery {
 
     async fn pass(&self) -> Pass {
         let _pass = self.pass.lock().await;
-        deliver(&self.client, &self.outbox, &self.metrics).await
+        deliver(&self.client, &self.outbox, &self.exports, &self.metrics).await
     }
 }
 
-async fn deliver(client: &ControlPlaneClient, outbox: &Outbox, metrics: &AgentMetrics) -> Pass {
+async fn deliver(client: &ControlPlaneClient, outbox: &Outbox, exports: &ExportStore, metrics: &AgentMetrics) -> Pass {
     for (id, item) in outbox.pending_results() {
         let delivered = match &item {
             OutboxItem::Completion(completion) => {
                 let request = pb::CompleteWorkRequest {
                     chunks: vec![completion.to_pb()],
                 };
-                client.complete(request).await.map(|response| {
-                    let outcome = response.results.first().map(pb::CompletionResult::outcome);
-                    info!(frame_job_id = %completion.frame_job_id, ?outcome, "completion delivered");
-                })
+                match client.complete(request).await {
+                    Ok(response) => {
+                        let outcome = response.results.first().map(pb::CompletionResult::outcome);
+                        info!(frame_job_id = %completion.frame_job_id, ?outcome, "completion delivered");
+                        if outcome == Some(pb::CompletionOutcome::JobEnded) {
+                            discard_export(exports, completion).await;
+                        }
+                        Ok(())
+                    }
+                    Err(error) => Err(error),
+                }
             }
             OutboxItem::Failure(failure) => client.fail(failure.to_pb()).await.map(|response| {
                 info!(frame_job_id = %failure.frame_job_id, will_retry = response.will_retry, "failure delivered");
@@ -157,6 +173,21 @@ async fn deliver(client: &ControlPlaneClient, outbox: &Outbox, metrics: &AgentMe
     }
     metrics.set_outbox_pending(outbox.len());
     if outbox.is_empty() { Pass::Empty } else { Pass::Pending }
+}
+
+/// The job was cancelled or failed while its encode was stored: no attempt will adopt the
+/// export, so it is removed. Before the ack: a crash in between redelivers, and discarding again
+/// is harmless. A STALE answer keeps the file (the lease's successor adopts it).
+async fn discard_export(exports: &ExportStore, completion: &ChunkCompletion) {
+    let Some(export) = &completion.export else { return };
+    match exports.discard(&export.location).await {
+        Ok(()) => {
+            info!(frame_job_id = %completion.frame_job_id, location = %export.location, "job ended meanwhile; stored export discarded")
+        }
+        Err(error) => {
+            warn!(frame_job_id = %completion.frame_job_id, location = %export.location, %error, "job ended meanwhile, but its stored export could not be discarded")
+        }
+    }
 }
 
 async fn ack(outbox: &Outbox, id: crate::outbox::ItemId) {

@@ -51,6 +51,8 @@ pub struct AgentMetrics {
     aerender_running: Gauge,
     chunks_completed: Counter,
     chunks_failed: Counter,
+    encodes_completed: Counter,
+    encodes_failed: Counter,
     outbox_pending: Gauge,
 }
 
@@ -103,6 +105,14 @@ impl AgentMetrics {
         );
         let chunks_failed = Counter::default();
         registry.register("chunks_failed", "Chunks that failed", chunks_failed.clone());
+        let encodes_completed = Counter::default();
+        registry.register(
+            "encodes_completed",
+            "Encodes whose video was verified and stored",
+            encodes_completed.clone(),
+        );
+        let encodes_failed = Counter::default();
+        registry.register("encodes_failed", "Encodes that failed", encodes_failed.clone());
         let outbox_pending = Gauge::default();
         registry.register(
             "outbox_pending",
@@ -120,6 +130,8 @@ impl AgentMetrics {
             aerender_running,
             chunks_completed,
             chunks_failed,
+            encodes_completed,
+            encodes_failed,
             outbox_pending,
         }
     }
@@ -181,6 +193,16 @@ impl AgentMetrics {
     /// A chunk failed and its failure was queued.
     pub fn chunk_failed(&self) {
         self.chunks_failed.inc();
+    }
+
+    /// An encode's video was stored and its completion queued.
+    pub fn encode_completed(&self) {
+        self.encodes_completed.inc();
+    }
+
+    /// An encode failed and its failure was queued.
+    pub fn encode_failed(&self) {
+        self.encodes_failed.inc();
     }
 
     /// Items now waiting in the outbox.

@@ -17,6 +17,9 @@
 //! Effects opens for writing, and it is small: copying it makes the cache safe whatever happens
 //! in the render. Footage and assets can be gigabytes, and linking them costs nothing.
 //!
+//! An encode attempt has a folder of its own beside them, `<job id>/encode-<frame job id>-<lease
+//! token>/`, for the video until it is stored ([`encode_dir_path`]).
+//!
 //! The folder is removed when the chunk's work ends, whatever the outcome; what an agent that
 //! died left behind is removed at its next start ([`remove_leftovers`]). Everything here is
 //! blocking file IO: call it from `spawn_blocking`.
@@ -50,6 +53,21 @@ pub fn work_dir_path(work_root: &Path, job_id: JobId, scene_index: u32, frame_jo
     work_root
         .join(job_id.to_string())
         .join(format!("scene-{scene_index:03}-{frame_job_id}"))
+}
+
+/// The working folder of one encode attempt: `<work root>/<job id>/encode-<frame job id>-<lease
+/// token>`, where ffmpeg writes the video before it is stored (removed with
+/// [`remove_work_folder`] however the attempt ends).
+pub fn encode_dir_path(work_root: &Path, job_id: JobId, frame_job_id: FrameJobId, lease_token: i64) -> PathBuf {
+    work_root
+        .join(job_id.to_string())
+        .join(format!("encode-{frame_job_id}-{lease_token}"))
+}
+
+/// Removes a working folder (a missing one is fine), and its job's folder when no other work of
+/// the job uses it.
+pub fn remove_work_folder(path: &Path) -> std::io::Result<()> {
+    remove_folder_and_empty_parent(path)
 }
 
 /// Removes everything under the work root (at start, before any render: what an earlier run left).

@@ -1,10 +1,11 @@
-//! One leased chunk, end to end: fetch the template (pinned in the cache), work out which frames
+//! One leased chunk, end to end (an encode item: `encode`): fetch the template (pinned in the cache), work out which frames
 //! are still missing, run aerender over each missing stretch under watchdogs, judge the result,
 //! and hand completion or failure to the outbox for delivery. Frames already on disk and valid
 //! are kept and never rendered again. A chunk of a saved project's scene renders a working copy
 //! with the scene's values (`content`): its frames go to `<job id>/scene-<iii>/`, and the working
 //! folder is removed when the chunk's work ends, whatever the outcome.
 
+mod encode;
 mod layout;
 mod watch;
 
@@ -22,6 +23,7 @@ use flatrender_proto::{
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+pub use encode::run_encode;
 pub(crate) use layout::{FrameLayout, frames_dir};
 pub use watch::frames_on_disk;
 pub(crate) use watch::supervise;
@@ -33,6 +35,7 @@ use crate::{
     config::AgentConfig,
     content::{self, PreparedScene, SceneJob},
     encode::{FfmpegTools, FfmpegVersions},
+    export::ExportStore,
     leases::{RunningLease, StopReason},
     metrics::AgentMetrics,
     outbox::{ChunkCompletion, ChunkFailure, FrameOutputRecord, Outbox, OutboxItem},
@@ -59,6 +62,8 @@ pub struct ChunkContext {
     pub install: Option<AerenderInstall>,
     /// The FFmpeg to encode with; `None` when encoding is off or ffmpeg was not found.
     pub encoder: Option<Encoder>,
+    /// Where encoded videos are stored.
+    pub exports: Arc<ExportStore>,
     /// Prefix of this agent's process tags (see `service::process_tag_prefix`).
     pub process_tag_prefix: String,
 }

@@ -32,6 +32,7 @@ use crate::{
     config::{AgentConfig, NodeConfig},
     content::{hook, workdir},
     delivery::Delivery,
+    export::ExportStore,
     health::HealthSample,
     leases::{LeaseTable, StopReason},
     metrics::AgentMetrics,
@@ -155,7 +156,13 @@ impl Agent {
             Duration::from_secs(config.control_plane.request_timeout_seconds),
             ca_pem,
         ));
-        let delivery = Arc::new(Delivery::new(client.clone(), outbox.clone(), metrics.clone()));
+        let exports = Arc::new(ExportStore::from_config(&config.export)?);
+        let delivery = Arc::new(Delivery::new(
+            client.clone(),
+            outbox.clone(),
+            exports.clone(),
+            metrics.clone(),
+        ));
         let agent = Arc::new(Self {
             chunk: Arc::new(ChunkContext {
                 config: config.clone(),
@@ -166,6 +173,7 @@ impl Agent {
                 metrics,
                 install,
                 encoder,
+                exports,
                 process_tag_prefix: tag_prefix,
             }),
             delivery,

@@ -1,6 +1,7 @@
-//! The work loop: acquire chunks while the node may take work, render each in its own task, hand
-//! back what arrives while stopping, and after each chunk apply the recovery ladder (back off,
-//! quarantine, clear After Effects' disk cache after repeated cache errors).
+//! The work loop: acquire chunks while the node may take work, render (or, for an encode item,
+//! encode) each in its own task, hand back what arrives while stopping, and after each chunk
+//! apply the recovery ladder (back off, quarantine, clear After Effects' disk cache after
+//! repeated cache errors; only the back-off after an encode).
 
 use std::{
     path::Path,
@@ -19,6 +20,7 @@ use tracing::{info, warn};
 use super::{Agent, lock};
 use crate::{
     outbox::{ChunkFailure, OutboxItem},
+    recovery::Failure,
     retry::Backoff,
     runner::{self, ChunkOutcome},
 };
@@ -78,14 +80,28 @@ impl Agent {
                         let lease = self.leases.insert(&assignment);
                         let agent = self.clone();
                         running.spawn(async move {
-                            info!(frame_job_id = %assignment.frame_job_id, job_id = %assignment.job_id, lease_token = assignment.lease_token, "rendering chunk");
-                            let outcome =
-                                runner::run_chunk(&agent.chunk, &assignment, lease, |failure| agent.escalate(failure))
-                                    .await;
+                            let kind = pb::WorkKind::try_from(assignment.kind);
+                            let outcome = match kind {
+                                Ok(pb::WorkKind::Encode) => {
+                                    info!(frame_job_id = %assignment.frame_job_id, job_id = %assignment.job_id, lease_token = assignment.lease_token, "encoding");
+                                    runner::run_encode(&agent.chunk, &assignment, lease).await
+                                }
+                                // Unset: a control plane from before encode items.
+                                Ok(pb::WorkKind::Render | pb::WorkKind::Unspecified) => {
+                                    info!(frame_job_id = %assignment.frame_job_id, job_id = %assignment.job_id, lease_token = assignment.lease_token, "rendering chunk");
+                                    runner::run_chunk(&agent.chunk, &assignment, lease, |failure| agent.escalate(failure))
+                                        .await
+                                }
+                                Err(_) => agent.refuse_unknown_kind(&assignment).await,
+                            };
                             agent.leases.remove(&assignment.frame_job_id);
                             // Report before anything else (a quarantine) can change the lease.
                             agent.delivery.deliver_pending().await;
-                            agent.after_chunk(&outcome).await;
+                            if kind == Ok(pb::WorkKind::Encode) {
+                                agent.after_encode(&outcome);
+                            } else {
+                                agent.after_chunk(&outcome).await;
+                            }
                             agent.chunk_finished.notify_waiters();
                         });
                     }
@@ -124,6 +140,50 @@ impl Agent {
         }
     }
 
+    /// Work of a kind this agent does not know (a newer control plane): failed so that it goes
+    /// to a node that knows it.
+    async fn refuse_unknown_kind(&self, assignment: &pb::WorkAssignment) -> ChunkOutcome {
+        warn!(frame_job_id = %assignment.frame_job_id, kind = assignment.kind, "work of an unknown kind; refusing it");
+        let failure = Failure {
+            crash_class: CrashClass::Unknown,
+            error_class: None,
+            action: RecoveryAction::RetryElsewhere,
+            message: format!(
+                "work kind {} is unknown to this agent (version {})",
+                assignment.kind,
+                env!("CARGO_PKG_VERSION")
+            ),
+        };
+        let item = OutboxItem::Failure(ChunkFailure {
+            frame_job_id: assignment.frame_job_id.clone(),
+            lease_token: assignment.lease_token,
+            crash_class: failure.crash_class.to_wire(),
+            message: failure.message.clone(),
+            recovery_action: failure.action.to_wire(),
+            ..ChunkFailure::default()
+        });
+        if let Err(error) = self.chunk.outbox.push(item).await {
+            warn!(%error, "could not queue the refusal; the lease will expire instead");
+        }
+        ChunkOutcome::Failed(failure)
+    }
+
+    /// After an encode: only a back-off applies. Encodes neither count towards the crash loop
+    /// nor end one, and clear no After Effects cache: the canary that ends a quarantine proves
+    /// After Effects, not ffmpeg (a failed encode goes to another node instead).
+    fn after_encode(&self, outcome: &ChunkOutcome) {
+        if let ChunkOutcome::Failed(failure) = outcome {
+            if failure.action == RecoveryAction::BackOff {
+                self.back_off();
+            }
+        }
+    }
+
+    /// Takes no work for `recovery.back_off_seconds`.
+    fn back_off(&self) {
+        *lock(&self.back_off_until) = Some(Instant::now() + Duration::from_secs(self.config.recovery.back_off_seconds));
+    }
+
     /// The recovery ladder after a chunk: clear the AE disk cache, back off, or quarantine.
     async fn after_chunk(&self, outcome: &ChunkOutcome) {
         let cache_error =
@@ -146,8 +206,7 @@ impl Agent {
             ChunkOutcome::Completed => lock(&self.crash_loop).reset(),
             ChunkOutcome::Failed(failure) => {
                 if failure.action == RecoveryAction::BackOff {
-                    *lock(&self.back_off_until) =
-                        Some(Instant::now() + Duration::from_secs(self.config.recovery.back_off_seconds));
+                    self.back_off();
                 }
                 if failure.action == RecoveryAction::Quarantine {
                     self.enter_quarantine(failure);

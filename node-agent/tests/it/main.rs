@@ -1,5 +1,6 @@
 //! The node agent's integration tests, one test binary with a module per area (one binary links
-//! once, which keeps CI fast on two cores): the template cache against a local HTTP server, the
+//! once, which keeps CI fast on two cores): the whole agent against a fake control plane (encode
+//! items end to end), the template cache against a local HTTP server, the
 //! durable outbox against a real folder, the supervisor against real processes, the encode step
 //! against the real ffmpeg and ffprobe, the output store for finished videos against real folders
 //! and a loopback HTTP file service, the After Effects startup hook, and the `node-agent`
@@ -7,6 +8,7 @@
 //! hook installed at start).
 //! Fixtures stay in `node-agent/tests/fixtures/`.
 
+mod agent;
 mod assets;
 mod cache;
 mod dump_config;

@@ -128,6 +128,9 @@ touch "$marks/started"
                 version: None,
             }),
             encoder: None,
+            exports: Arc::new(crate::export::ExportStore::Folder(
+                crate::export::FolderStore::new(&dir.path().join("exports")).unwrap(),
+            )),
             process_tag_prefix: format!("flatrender-test/{}/", uuid::Uuid::new_v4().simple()),
             config: Arc::new(config),
         };
