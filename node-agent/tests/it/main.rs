@@ -5,7 +5,7 @@
 //! against the real ffmpeg and ffprobe, the output store for finished videos against real folders
 //! and a loopback HTTP file service, the After Effects startup hook, and the `node-agent`
 //! binary itself (`parse-log`, `run --log-file`, `run --dump-config`, registration retries, the
-//! hook installed at start).
+//! hook installed at start, an encode-only node by configuration).
 //! Fixtures stay in `node-agent/tests/fixtures/`.
 
 mod agent;
@@ -13,6 +13,7 @@ mod assets;
 mod cache;
 mod dump_config;
 mod encode;
+mod encode_only;
 mod export;
 mod hook;
 mod outbox;

@@ -236,10 +236,11 @@ async fn a_lost_lease_kills_ffmpeg_and_stores_nothing() {
 }
 
 /// An audio file that cannot be downloaded fails the attempt naming the track, to be retried
-/// elsewhere (the job fails naming it once attempts run out); one that does not decode fails the
-/// job naming the track. Nothing is stored either time.
+/// elsewhere (the job fails naming it once attempts run out); one that does not decode, or a cue
+/// after the video's end, fails the job naming the track; missing frames are retried elsewhere,
+/// naming the first missing file. Nothing is stored.
 #[tokio::test]
-async fn audio_failures_name_the_track() {
+async fn bad_inputs_fail_naming_the_track_or_frame() {
     let mut node = Node::new(None).await;
     let tenant_id = TenantId::new_random();
     let (unreachable, undecodable) = (JobId::new_random(), JobId::new_random());
@@ -281,11 +282,28 @@ async fn audio_failures_name_the_track() {
             ..pb::ProjectAudio::default()
         }),
     );
-    node.fake.queue(first.clone());
-    node.fake.queue(second.clone());
+    // No frames rendered for this one.
+    let no_frames = encode_assignment(tenant_id, JobId::new_random(), &[], 9, None);
+    let late_music = encode_assignment(
+        tenant_id,
+        undecodable,
+        &[],
+        9,
+        Some(pb::ProjectAudio {
+            music: Some(pb::Music {
+                file: Some(node.publish("late.wav", tone(node.dir.path(), "late.wav", 0.2))),
+                start_ms: 60_000,
+                ..pb::Music::default()
+            }),
+            ..pb::ProjectAudio::default()
+        }),
+    );
+    for assignment in [&first, &second, &no_frames, &late_music] {
+        node.fake.queue(assignment.clone());
+    }
     node.start().await;
 
-    wait_for(&node.fake, "both failures", |recorded| recorded.failures.len() == 2).await;
+    wait_for(&node.fake, "four failures", |recorded| recorded.failures.len() == 4).await;
     let failures = node.fake.recorded(|recorded| recorded.failures.clone());
     let download = &failures[0];
     assert_eq!(download.frame_job_id, first.frame_job_id);
@@ -298,6 +316,24 @@ async fn audio_failures_name_the_track() {
     assert!(decode.message.starts_with("voiceover: "), "{}", decode.message);
     assert_eq!(decode.error_class, "bad_audio");
     assert_eq!(decode.recovery_action, RecoveryAction::FailJob.to_wire());
+    let missing = &failures[2];
+    assert_eq!(missing.frame_job_id, no_frames.frame_job_id);
+    assert!(
+        missing.message.starts_with("scene 0 frames: 10 of 10 frames missing"),
+        "{}",
+        missing.message
+    );
+    assert!(missing.message.contains("promo_00000.png"), "{}", missing.message);
+    assert_eq!(missing.error_class, "frames_missing");
+    assert_eq!(missing.recovery_action, RecoveryAction::RetryElsewhere.to_wire());
+    let late = &failures[3];
+    assert_eq!(late.frame_job_id, late_music.frame_job_id);
+    assert!(
+        late.message.starts_with("music: starts at 60000 ms"),
+        "{}",
+        late.message
+    );
+    assert_eq!(late.recovery_action, RecoveryAction::FailJob.to_wire());
     node.fake.recorded(|recorded| assert!(recorded.completions.is_empty()));
     assert_eq!(files_under(node.exports()), Vec::<PathBuf>::new());
     assert_eq!(node.work_left(), Vec::<PathBuf>::new());
