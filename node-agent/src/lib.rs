@@ -1,10 +1,12 @@
-//! The FlatRender node agent: the daemon on every After Effects machine.
+//! The FlatRender node agent: the daemon on every After Effects machine (and on encode-only
+//! boxes with FFmpeg and no After Effects, `aerender.required = false`).
 //!
 //! Layout, one module per concern:
 //! - `service`: the run loop (register, heartbeat, take work, render, report) and quarantine.
 //! - `client`: the control-plane client with endpoint fail-over. `delivery`: the outbox drain.
 //!   `retry`: capped exponential back-off with full jitter for every retry of the control plane.
-//! - `runner`: one leased chunk end to end, under watchdogs. `leases`: leases held, self-fencing.
+//! - `runner`: one leased chunk end to end, under watchdogs, or one encode item (`runner::encode`).
+//!   `leases`: leases held, self-fencing.
 //! - `supervisor`: finding aerender, its command line, the process tree and its output.
 //! - `encode`: rendered frames and the project's audio into one verified video with ffmpeg and
 //!   ffprobe, run as supervised process trees like aerender. `export`: the output store the

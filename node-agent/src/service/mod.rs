@@ -1,12 +1,13 @@
 //! The agent's run loop: register (once; the node credential is kept on disk), then heartbeat,
-//! sample health, take work when idle and allowed, render, and deliver results through the
-//! durable outbox, until shutdown. Obeys control-plane commands (cancel a lease, drain, prefetch
+//! sample health, take work when idle and allowed, render or encode, and deliver results through
+//! the durable outbox, until shutdown. Obeys control-plane commands (cancel a lease, drain, prefetch
 //! a template) and quarantines itself after a crash loop, until a canary render passes (`canary`)
 //! or ops enable the node again.
 //!
 //! One file per loop: `register` (the node credential), `work` (acquire, render, after a chunk),
 //! `heartbeat` (and the control plane's commands), `health` (samples), `quarantine` (and the
-//! canary probe loop). This file holds the shared state and `run`, which starts them all.
+//! canary probe loop); `programs` finds aerender and the encoder at start (the node's
+//! capabilities). This file holds the shared state and `run`, which starts them all.
 
 use std::{
     sync::{
