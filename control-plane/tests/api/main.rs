@@ -5,6 +5,7 @@
 
 mod admin;
 mod dispatch;
+mod encode;
 mod faults;
 mod hardening;
 mod jobs;

@@ -119,6 +119,14 @@ pub(super) async fn heartbeat(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let inventory = message.cache.as_ref().map(cache_entries).transpose()?;
+    let capabilities = message
+        .capabilities
+        .as_ref()
+        .map(|wire| super::register::capabilities(Some(wire), "capabilities"))
+        .transpose()?;
+    if let Some(capabilities) = &capabilities {
+        state.nodes.update_capabilities(node_id, capabilities).await?;
+    }
 
     let mut facts = state
         .nodes
