@@ -8,6 +8,10 @@ use flatrender_layered_config::{LayeredConfigError, load_layered};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+mod export;
+
+pub use export::{DEFAULT_EXPORT_FOLDER_NAME, ExportSettings, ExportStoreKind};
+
 /// Prefix of the environment variables that configure the agent.
 pub const ENV_PREFIX: &str = "FLATRENDER_AGENT_";
 
@@ -55,6 +59,8 @@ pub struct AgentConfig {
     pub metrics: MetricsSettings,
     /// The durable outbox.
     pub outbox: OutboxSettings,
+    /// Where finished videos are stored.
+    pub export: ExportSettings,
 }
 
 /// `[control_plane]`.
@@ -330,7 +336,8 @@ impl Default for OutboxSettings {
 }
 
 impl AgentConfig {
-    /// Loads all layers and validates.
+    /// Loads all layers, fills in the defaults that derive from other keys (the node name, the
+    /// export folder) and validates.
     pub fn load(
         file: Option<&std::path::Path>,
         vars: impl IntoIterator<Item = (String, String)>,
@@ -340,6 +347,7 @@ impl AgentConfig {
         if config.node.name.is_empty() {
             config.node.name = default_node_name();
         }
+        config.export.resolve_default_folder(&config.aerender.output_root);
         config.validate()?;
         Ok(config)
     }
@@ -451,6 +459,9 @@ impl AgentConfig {
         }
         if !self.metrics.listen.is_empty() && self.metrics.listen.parse::<std::net::SocketAddr>().is_err() {
             return invalid("metrics.listen", "must be an address like 127.0.0.1:9465, or empty");
+        }
+        if let Err((key, message)) = self.export.check() {
+            return invalid(key, message);
         }
         Ok(())
     }

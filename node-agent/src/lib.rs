@@ -7,7 +7,8 @@
 //! - `runner`: one leased chunk end to end, under watchdogs. `leases`: leases held, self-fencing.
 //! - `supervisor`: finding aerender, its command line, the process tree and its output.
 //! - `encode`: rendered frames and the project's audio into one verified video with ffmpeg and
-//!   ffprobe, run as supervised process trees like aerender.
+//!   ffprobe, run as supervised process trees like aerender. `export`: the output store the
+//!   finished video goes to (a shared folder or an HTTP upload), exactly one file per job.
 //! - `aerender_log`: the pure parser of aerender output. `recovery`: verdicts and policy.
 //! - `cache`: the BLAKE3-addressed LRU template and asset caches. `outbox`: durable results and
 //!   samples.
@@ -27,6 +28,7 @@ pub mod content;
 pub(crate) mod delivery;
 pub mod doctor;
 pub mod encode;
+pub mod export;
 pub mod health;
 pub mod install;
 pub(crate) mod leases;

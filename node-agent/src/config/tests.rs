@@ -113,3 +113,28 @@ fn https_endpoints_need_a_ca() {
     let config = AgentConfig::load(None, vec![], &with_ca).unwrap();
     assert_eq!(config.control_plane.ca_cert, PathBuf::from("/etc/flatrender/ca.pem"));
 }
+
+/// Exports go to `<output_root>/exports` unless set, following `aerender.output_root`; the HTTP
+/// store needs its URL, and a bad one names `export.url`.
+#[test]
+fn export_settings_default_and_validate() {
+    let config = AgentConfig::load(None, vec![], &[]).unwrap();
+    assert_eq!(config.export.store, ExportStoreKind::Folder);
+    assert_eq!(config.export.folder, PathBuf::from("renders").join("exports"));
+    let moved = ["aerender.output_root=/srv/renders".to_string()];
+    let config = AgentConfig::load(None, vec![], &moved).unwrap();
+    assert_eq!(config.export.folder, PathBuf::from("/srv/renders/exports"));
+    assert!(config.to_redacted_toml().unwrap().contains("[export]"));
+    let vars = vec![("FLATRENDER_AGENT_EXPORT__STORE".to_string(), "http".to_string())];
+    let error = AgentConfig::load(None, vars.clone(), &[]).unwrap_err();
+    assert!(error.to_string().contains("export.url"), "{error}");
+    let bad_url = ["export.url=ftp://files.internal/exports".to_string()];
+    let error = AgentConfig::load(None, vars.clone(), &bad_url).unwrap_err();
+    assert!(error.to_string().contains("export.url"), "{error}");
+    let good_url = ["export.url=https://files.internal/exports".to_string()];
+    let config = AgentConfig::load(None, vars, &good_url).unwrap();
+    assert_eq!(config.export.store, ExportStoreKind::Http);
+    assert_eq!(config.export.max_attempts, 5);
+    let error = AgentConfig::load(None, vec![], &["export.store=s3".to_string()]).unwrap_err();
+    assert!(error.to_string().contains("store"), "{error}");
+}

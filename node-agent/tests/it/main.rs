@@ -1,7 +1,8 @@
 //! The node agent's integration tests, one test binary with a module per area (one binary links
 //! once, which keeps CI fast on two cores): the template cache against a local HTTP server, the
 //! durable outbox against a real folder, the supervisor against real processes, the encode step
-//! against the real ffmpeg and ffprobe, the After Effects startup hook, and the `node-agent`
+//! against the real ffmpeg and ffprobe, the output store for finished videos against real folders
+//! and a loopback HTTP file service, the After Effects startup hook, and the `node-agent`
 //! binary itself (`parse-log`, `run --log-file`, `run --dump-config`, registration retries, the
 //! hook installed at start).
 //! Fixtures stay in `node-agent/tests/fixtures/`.
@@ -10,6 +11,7 @@ mod assets;
 mod cache;
 mod dump_config;
 mod encode;
+mod export;
 mod hook;
 mod outbox;
 mod parse_log_cli;
