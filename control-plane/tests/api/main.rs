@@ -13,6 +13,7 @@ mod leases;
 mod outages;
 mod projects;
 mod reports;
+mod retention;
 mod security;
 mod support;
 mod token_kinds;
