@@ -23,6 +23,7 @@ use flatrender_proto::{
 };
 use tonic::transport::Channel;
 
+pub mod file_service;
 pub mod frames;
 pub mod quickstart;
 
