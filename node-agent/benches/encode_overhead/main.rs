@@ -9,10 +9,12 @@
 //!   graph and codecs are identical) without `-progress pipe:1`, started directly, writing
 //!   straight to its file; nothing checked before or after.
 //!
-//! Reported: each side's median wall time, the ratio A/B and our overhead (goal: under 10%); on a
-//! shared machine also the paired view (each round's A against the B right after it: the median
-//! overhead in percent and in seconds) and each side's fastest run, which other load disturbs
-//! least. As text on stderr and as one JSON line on stdout. After the timed rounds, B's file is put
+//! Reported: each side's median wall time and their ratio; the paired view (each round's A against
+//! the B right after it: the median of those overheads, in percent and in seconds); each side's
+//! fastest run. The goal (our overhead under 10%) is judged on the paired median: on a shared
+//! machine another build's load hits whole rounds, and a burst that slows one side's run moves
+//! the two sides' medians apart but only one pair out of the middle. As text on stderr and as one
+//! JSON line on stdout. After the timed rounds, B's file is put
 //! through the same ffprobe check as ours, so both made the same video.
 
 mod input;
@@ -176,7 +178,6 @@ async fn main() -> anyhow::Result<()> {
     let plain_median = median(&plain);
     let ratio = ours_median / plain_median;
     let overhead_percent = (ratio - 1.0) * 100.0;
-    let goal_met = overhead_percent < GOAL_OVERHEAD_PERCENT;
     let paired_percent = median(
         &ours
             .iter()
@@ -185,18 +186,21 @@ async fn main() -> anyhow::Result<()> {
             .collect::<Vec<_>>(),
     );
     let paired_seconds = median(&ours.iter().zip(&plain).map(|(a, b)| a - b).collect::<Vec<_>>());
+    let goal_met = paired_percent < GOAL_OVERHEAD_PERCENT;
     let ours_min = ours.iter().copied().fold(f64::INFINITY, f64::min);
     let plain_min = plain.iter().copied().fold(f64::INFINITY, f64::min);
     eprintln!(
-        "\nmedian of {} rounds: ours {ours_median:.2} s, plain ffmpeg {plain_median:.2} s: ratio {ratio:.3}, overhead {overhead_percent:+.1}% \
-         (goal under {GOAL_OVERHEAD_PERCENT:.0}%: {})",
-        options.rounds,
-        if goal_met { "met" } else { "NOT met" }
+        "\nmedians of {} rounds: ours {ours_median:.2} s, plain ffmpeg {plain_median:.2} s: ratio {ratio:.3} ({overhead_percent:+.1}%)",
+        options.rounds
     );
     eprintln!(
-        "paired rounds: median overhead {paired_percent:+.1}%, {paired_seconds:+.2} s; fastest runs: ours {ours_min:.2} s, \
-         plain ffmpeg {plain_min:.2} s ({:+.1}%)",
+        "fastest runs: ours {ours_min:.2} s, plain ffmpeg {plain_min:.2} s ({:+.1}%)",
         (ours_min / plain_min - 1.0) * 100.0
+    );
+    eprintln!(
+        "our overhead, median of the rounds' pairs: {paired_percent:+.1}% ({paired_seconds:+.2} s); \
+         goal under {GOAL_OVERHEAD_PERCENT:.0}%: {}",
+        if goal_met { "met" } else { "NOT met" }
     );
     eprintln!(
         "videos: ours {:.1} MB, plain {:.1} MB, {:.2} s, {} + {}; {progress_reports} progress reports per encode",
@@ -226,6 +230,7 @@ async fn main() -> anyhow::Result<()> {
         "overhead_percent": overhead_percent,
         "goal_overhead_percent": GOAL_OVERHEAD_PERCENT,
         "goal_met": goal_met,
+        "goal_judged_on": "paired_overhead_percent_median",
         "paired_overhead_percent_median": paired_percent,
         "paired_overhead_seconds_median": paired_seconds,
         "ours_min_seconds": ours_min,
