@@ -17,8 +17,8 @@ ALTER TABLE render.frame_jobs
 COMMENT ON COLUMN render.frame_jobs.kind IS 'render: a chunk of frames for After Effects; encode: the job''s one encode of its frames and audio into the delivered video.';
 COMMENT ON COLUMN render.frame_jobs.frames_removed_at IS 'When the node that rendered this chunk confirmed it removed the job''s frames after the retention time.';
 CREATE UNIQUE INDEX frame_jobs_one_encode_idx ON render.frame_jobs (job_id) WHERE kind = 'encode';
--- The janitor looks for finished jobs' chunks whose frames are still on their node.
-CREATE INDEX frame_jobs_frames_kept_idx ON render.frame_jobs (job_id)
+-- Frame retention looks up, per node, the finished jobs whose frames it still holds.
+CREATE INDEX frame_jobs_frames_kept_idx ON render.frame_jobs (lease_node_id, job_id)
     WHERE state = 'completed' AND kind = 'render' AND frames_removed_at IS NULL;
 
 ALTER TABLE render.nodes

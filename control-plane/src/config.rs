@@ -140,6 +140,9 @@ pub struct DispatchConfig {
     /// A node on a job's bad-node list gets the job's chunks again only after they waited this
     /// long with no other taker: crashes prefer other nodes without starving a small farm.
     pub bad_node_grace_seconds: u64,
+    /// A finished (completed or cancelled) job's frames are removed from the nodes that rendered
+    /// them this long after it ended (0: at once). Failed jobs keep theirs for a retry.
+    pub frames_retention_seconds: u64,
 }
 
 impl Default for DispatchConfig {
@@ -157,6 +160,7 @@ impl Default for DispatchConfig {
             default_guaranteed_leases: 1,
             default_burst_leases: 0,
             bad_node_grace_seconds: 300,
+            frames_retention_seconds: 3 * 24 * 3600,
         }
     }
 }
@@ -165,6 +169,11 @@ impl DispatchConfig {
     /// Lease lifetime.
     pub fn lease_ttl(&self) -> Duration {
         Duration::from_secs(self.lease_ttl_seconds)
+    }
+
+    /// How long a finished job's frames are kept.
+    pub fn frames_retention(&self) -> Duration {
+        Duration::from_secs(self.frames_retention_seconds)
     }
 
     /// Heartbeat period agents are told to use.

@@ -167,6 +167,8 @@ impl Dispatcher {
             window: CANDIDATE_WINDOW,
             tenants_considered: TENANTS_CONSIDERED,
             bad_node_grace_seconds: self.config.bad_node_grace_seconds as f64,
+            renders: facts.capabilities.renders(),
+            encodes: facts.capabilities.encodes(),
         };
         let assignments = db::frame_jobs::claim(&mut connection, &request).await?;
         self.metrics.observe_acquire(started.elapsed(), assignments.len());

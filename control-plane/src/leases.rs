@@ -5,7 +5,9 @@
 use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
-use flatrender_proto::types::{CrashClass, FrameJobId, JobId, LeaseToken, NodeId, RecoveryAction, TenantId};
+use flatrender_proto::types::{
+    CrashClass, FieldError, FrameJobId, JobId, LeaseToken, NodeId, RecoveryAction, TenantId,
+};
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -15,7 +17,7 @@ use crate::{
     config::DispatchConfig,
     db::{
         self, DbError,
-        frame_jobs::{Completion, CompletionVerdict, LeaseClaim, LeaseSelector, RequeuedRow},
+        frame_jobs::{Completion, CompletionVerdict, LeaseClaim, LeaseSelector, RequeuedRow, describe_item},
     },
     dispatch::Dispatcher,
     error::{ControlPlaneError, ControlPlaneResult},
@@ -117,15 +119,34 @@ pub async fn complete(
     let mut transaction = pool.begin().await?;
     db::frame_jobs::lock_jobs_of_leases(&mut transaction, &LeaseSelector::Chunks(&chunks)).await?;
     db::frame_jobs::lock_chunks(&mut transaction, &chunks).await?;
-    let (verdicts, mut finished_jobs) = db::frame_jobs::complete(&mut transaction, node_id, completions).await?;
+    let db::frame_jobs::CompletionOutcome {
+        verdicts,
+        mut finished_jobs,
+        encode_queued,
+        invalid,
+    } = db::frame_jobs::complete(&mut transaction, node_id, completions).await?;
+    if let Some(&index) = invalid.first() {
+        // Dropping the transaction rolls it back: nothing of this request is recorded.
+        return Err(FieldError::new(
+            format!("chunks[{index}].export"),
+            "is required for an encode item and must be unset for a chunk of frames",
+        )
+        .into());
+    }
     if verdicts
         .iter()
         .any(|(_, verdict)| *verdict == CompletionVerdict::Accepted)
     {
         db::crashes::mark_recovered(&mut transaction, node_id).await?;
     }
+    if !encode_queued.is_empty() {
+        db::frame_jobs::notify_work(&mut transaction).await?;
+    }
     transaction.commit().await?;
     finished_jobs.dedup();
+    for job_id in encode_queued {
+        info!(%job_id, "every frame rendered; encode queued");
+    }
     for (frame_job_id, verdict) in &verdicts {
         metrics.completion(*verdict);
         match verdict {
@@ -134,6 +155,9 @@ pub async fn complete(
                 info!(%frame_job_id, %node_id, "chunk completion redelivered; already recorded")
             }
             CompletionVerdict::Stale => warn!(%frame_job_id, %node_id, "completion for a lost lease discarded"),
+            CompletionVerdict::JobEnded => {
+                warn!(%frame_job_id, %node_id, "completion discarded: the job was cancelled or failed meanwhile")
+            }
         }
     }
     for job_id in finished_jobs {
@@ -235,9 +259,7 @@ pub async fn fail(
         db::frame_jobs::notify_work(&mut transaction).await?;
     } else {
         let reason = chunk_failure_reason(
-            row.chunk_index,
-            row.frame_start,
-            row.frame_end,
+            &describe_item(&row.kind, row.chunk_index, row.frame_start, row.frame_end),
             row.attempt,
             give_up,
             &error_class,
@@ -256,16 +278,7 @@ pub async fn fail(
 }
 
 /// The sentence a person reads on a failed job.
-fn chunk_failure_reason(
-    chunk_index: i32,
-    frame_start: i32,
-    frame_end: i32,
-    attempts: i32,
-    template_error: bool,
-    error_class: &str,
-    message: &str,
-) -> String {
-    let what = format!("chunk {chunk_index} (frames {frame_start}-{frame_end})");
+fn chunk_failure_reason(what: &str, attempts: i32, template_error: bool, error_class: &str, message: &str) -> String {
     let detail = if message.trim().is_empty() {
         error_class.to_owned()
     } else {
@@ -431,9 +444,7 @@ impl Reaper {
             warn!(%job_id, frame_job_id = %row.id, node_id = ?row.node_id, state = %row.state, why, "lease ended by control plane");
             if row.state == "failed" {
                 let reason = chunk_failure_reason(
-                    row.chunk_index,
-                    row.frame_start,
-                    row.frame_end,
+                    &describe_item(&row.kind, row.chunk_index, row.frame_start, row.frame_end),
                     row.attempt,
                     false,
                     "agent_lost",
@@ -456,12 +467,28 @@ mod tests {
     #[test]
     fn failure_reasons_read_well() {
         assert_eq!(
-            chunk_failure_reason(2, 100, 149, 3, false, "crash", "aerender exited with -1073741819"),
+            chunk_failure_reason(
+                &describe_item("render", 2, 100, 149),
+                3,
+                false,
+                "crash",
+                "aerender exited with -1073741819"
+            ),
             "chunk 2 (frames 100-149) failed 3 times (crash: aerender exited with -1073741819)"
         );
         assert_eq!(
-            chunk_failure_reason(0, 0, 9, 1, true, "comp_not_found", ""),
+            chunk_failure_reason(&describe_item("render", 0, 0, 9), 1, true, "comp_not_found", ""),
             "chunk 0 (frames 0-9) cannot render on any node (comp_not_found)"
+        );
+        assert_eq!(
+            chunk_failure_reason(
+                &describe_item("encode", 4, 0, 249),
+                3,
+                false,
+                "crash",
+                "ffmpeg exited with signal 9"
+            ),
+            "the encode failed 3 times (crash: ffmpeg exited with signal 9)"
         );
     }
 }

@@ -32,6 +32,7 @@ pub(crate) mod metrics;
 pub(crate) mod nodes;
 pub(crate) mod partitions;
 pub mod readiness;
+pub(crate) mod retention;
 pub mod server;
 mod shutdown;
 #[cfg(any(test, feature = "testing"))]

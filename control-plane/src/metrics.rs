@@ -156,6 +156,7 @@ impl Metrics {
             CompletionVerdict::Accepted => "accepted",
             CompletionVerdict::Duplicate => "duplicate",
             CompletionVerdict::Stale => "stale",
+            CompletionVerdict::JobEnded => "job_ended",
         };
         self.completions
             .get_or_create(&OutcomeLabel {

@@ -22,6 +22,7 @@ use crate::{
     db::{self, DbError, frame_jobs::LeaseSelector},
     error::{ControlPlaneError, ControlPlaneResult},
     shutdown::sleep_or_shutdown,
+    views::NodeCapabilities,
 };
 
 const FACTS_REFRESH: Duration = Duration::from_secs(1);
@@ -40,6 +41,8 @@ pub struct NodeFacts {
     pub state: NodeState,
     /// Drain deadline, when draining with one.
     pub drain_deadline: Option<DateTime<Utc>>,
+    /// What it takes besides rendering.
+    pub capabilities: NodeCapabilities,
 }
 
 type CachedHashes = (Vec<Vec<u8>>, Instant);
@@ -93,6 +96,28 @@ impl NodeRegistry {
         let (node_id, facts) = facts_of(row?)?;
         self.facts.write().await.insert(node_id, facts.clone());
         Some(facts)
+    }
+
+    /// Records what a node reported it can do at an agent's start (its first heartbeat).
+    pub async fn update_capabilities(&self, node_id: NodeId, capabilities: &NodeCapabilities) -> Result<(), DbError> {
+        let known = self
+            .facts
+            .read()
+            .await
+            .get(&node_id)
+            .map(|facts| facts.capabilities.clone());
+        if known.as_ref() == Some(capabilities) {
+            return Ok(());
+        }
+        {
+            let mut connection = self.pool.acquire().await?;
+            db::nodes::set_capabilities(&mut connection, node_id, capabilities).await?;
+        }
+        if let Some(facts) = self.facts.write().await.get_mut(&node_id) {
+            facts.capabilities = capabilities.clone();
+        }
+        info!(%node_id, encoder = ?capabilities.encoder, encode_only = capabilities.encode_only, "node capabilities");
+        Ok(())
     }
 
     /// Notes a state change made here so this instance sees it before the next refresh.
@@ -180,9 +205,11 @@ fn facts_of(row: db::nodes::NodeFactsRow) -> Option<(NodeId, NodeFacts)> {
         warn!(node_id = %row.id, state = %row.state, "node has unknown state; ignored");
         return None;
     };
+    let capabilities = row.capabilities();
     Some((
         NodeId::from_uuid(row.id),
         NodeFacts {
+            capabilities,
             os: row.os,
             ae_version: row.ae_version,
             tags: row.tags,
@@ -220,6 +247,8 @@ pub struct NodeRegistration {
     pub tags: Vec<String>,
     /// Concurrent chunks.
     pub max_leases: i32,
+    /// What it takes besides rendering.
+    pub capabilities: NodeCapabilities,
 }
 
 /// A registered node: its id, its state, and its new node token (shown once).
@@ -254,6 +283,7 @@ pub async fn register(
             memory_bytes: registration.memory_bytes,
             tags: &registration.tags,
             max_leases: registration.max_leases,
+            capabilities: &registration.capabilities,
         },
     )
     .await?;

@@ -25,6 +25,7 @@ use crate::{
     nodes::NodeRegistry,
     partitions,
     readiness::Readiness,
+    retention::FrameRetention,
 };
 
 /// Addresses a running control plane actually bound (ports may have been 0).
@@ -88,6 +89,7 @@ pub async fn run(
         health,
         metrics: metrics.clone(),
         readiness: readiness.clone(),
+        retention: Arc::new(FrameRetention::new(pool.clone(), config.dispatch.frames_retention())),
     });
 
     let mut tasks = tokio::task::JoinSet::new();

@@ -9,6 +9,36 @@ use flatrender_proto::types::{
     RecoveryAction, TemplateId, TenantId,
 };
 
+/// The encoder programs a node reported.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncoderVersions {
+    /// `ffmpeg -version`'s version.
+    pub ffmpeg: String,
+    /// `ffprobe -version`'s version.
+    pub ffprobe: String,
+}
+
+/// What kinds of work a node takes besides rendering.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeCapabilities {
+    /// ffmpeg and ffprobe; `None`: no encode work.
+    pub encoder: Option<EncoderVersions>,
+    /// No After Effects: encode work only.
+    pub encode_only: bool,
+}
+
+impl NodeCapabilities {
+    /// Whether the node is given frame chunks.
+    pub fn renders(&self) -> bool {
+        !self.encode_only
+    }
+
+    /// Whether the node is given encode items.
+    pub fn encodes(&self) -> bool {
+        self.encoder.is_some()
+    }
+}
+
 /// A node with its liveness and running lease count.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NodeView {
@@ -48,6 +78,8 @@ pub struct NodeView {
     pub last_seen_at: Option<DateTime<Utc>>,
     /// Chunks it holds now.
     pub running_leases: i64,
+    /// What it takes besides rendering.
+    pub capabilities: NodeCapabilities,
 }
 
 /// A chunk as ops see it.
@@ -79,6 +111,8 @@ pub struct FrameJobView {
     pub last_error_class: Option<String>,
     /// Last failure's message.
     pub last_error: Option<String>,
+    /// The job's encode item, not a chunk of frames.
+    pub encode: bool,
 }
 
 /// A recorded crash.

@@ -12,7 +12,7 @@ use crate::{
     duration,
     frames::node_cell,
     output::{Table, emit, or_dash, seconds, short_id, time_cell},
-    views::{ChunkJson, JobJson, SceneJson, chunk_state, job_kind, job_status},
+    views::{ChunkJson, ExportJson, JobJson, SceneJson, chunk_state, job_kind, job_status},
     watch,
 };
 
@@ -187,6 +187,28 @@ async fn show(client: &Client, format: OutputFormat, job_id: &str) -> anyhow::Re
         for (label, value) in lines {
             outln!("{label:<12} {value}");
         }
+        if let Some(export) = &job.export {
+            let export = ExportJson::from(export);
+            outln!("\nexport:");
+            outln!("  {}", export.location);
+            let duration = export
+                .duration_seconds
+                .map_or_else(|| "-".to_owned(), |seconds| format!("{seconds:.2} s"));
+            let audio = if export.audio_codec.is_empty() {
+                "no audio".to_owned()
+            } else {
+                export.audio_codec.clone()
+            };
+            outln!(
+                "  {} {}x{}, {duration}, {} + {audio}, {} bytes, blake3 {}",
+                export.format,
+                export.width,
+                export.height,
+                export.video_codec,
+                export.size_bytes,
+                export.blake3_hex
+            );
+        }
         if !job.scenes.is_empty() {
             outln!("\nscenes:");
             let mut table = Table::new(&["SCENE", "COMPOSITION", "FRAMES", "FIELDS"]);
@@ -216,8 +238,13 @@ async fn show(client: &Client, format: OutputFormat, job_id: &str) -> anyhow::Re
                 (class, "") => class.to_owned(),
                 (class, text) => format!("{class}: {text}"),
             };
+            let index = if chunk.kind() == pb::WorkKind::Encode {
+                "encode".to_owned()
+            } else {
+                chunk.chunk_index.to_string()
+            };
             table.row(vec![
-                chunk.chunk_index.to_string(),
+                index,
                 format!("{}-{}", range.start, range.end),
                 chunk_state(chunk.state).to_owned(),
                 node,

@@ -216,6 +216,7 @@ fn print_node(node: &pb::Node) {
             format!("{} {}", os_name(node.os), node.os_version).trim().to_owned(),
         ),
         ("after effects", or_dash(&node.ae_version)),
+        ("encoder", encoder_cell(node)),
         ("agent", node.agent_version.clone()),
         (
             "hardware",
@@ -253,4 +254,14 @@ fn changed(
             node_state(node.state)
         );
     })
+}
+
+/// "ffmpeg 5.1.6 (encode only)", or "-" when the node takes no encode work.
+fn encoder_cell(node: &pb::Node) -> String {
+    let capabilities = node.capabilities.clone().unwrap_or_default();
+    match capabilities.encoder {
+        None => "-".to_owned(),
+        Some(encoder) if capabilities.encode_only => format!("ffmpeg {} (encode only)", encoder.ffmpeg_version),
+        Some(encoder) => format!("ffmpeg {}", encoder.ffmpeg_version),
+    }
 }

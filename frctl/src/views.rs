@@ -42,6 +42,10 @@ pub struct NodeJson {
     memory_bytes: i64,
     tags: Vec<String>,
     max_leases: i32,
+    /// `ffmpeg -version`'s version; null: the node takes no encode work.
+    ffmpeg_version: Option<String>,
+    /// No After Effects: encode work only.
+    encode_only: bool,
     state: &'static str,
     state_reason: Option<String>,
     state_changed_at: Option<String>,
@@ -65,6 +69,15 @@ impl From<&pb::Node> for NodeJson {
             memory_bytes: node.memory_bytes,
             tags: node.tags.clone(),
             max_leases: node.max_leases,
+            ffmpeg_version: node
+                .capabilities
+                .as_ref()
+                .and_then(|capabilities| capabilities.encoder.as_ref())
+                .map(|encoder| encoder.ffmpeg_version.clone()),
+            encode_only: node
+                .capabilities
+                .as_ref()
+                .is_some_and(|capabilities| capabilities.encode_only),
             state: node_state(node.state),
             state_reason: non_empty(&node.state_reason),
             state_changed_at: rfc3339(node.state_changed_at.as_ref()),
@@ -83,6 +96,8 @@ pub struct ChunkJson {
     job_id: String,
     tenant_id: String,
     chunk_index: i32,
+    /// "render" (a chunk of frames) or "encode" (the job's video).
+    kind: &'static str,
     frame_start: i32,
     frame_end: i32,
     state: &'static str,
@@ -105,6 +120,11 @@ impl ChunkJson {
             job_id: chunk.job_id.clone(),
             tenant_id: chunk.tenant_id.clone(),
             chunk_index: chunk.chunk_index,
+            kind: if chunk.kind() == pb::WorkKind::Encode {
+                "encode"
+            } else {
+                "render"
+            },
             frame_start: range.start,
             frame_end: range.end,
             state: chunk_state(chunk.state),
@@ -174,6 +194,8 @@ pub struct JobJson {
     progress: ProgressJson,
     /// A saved project's scenes in play order (empty for a single-composition job).
     scenes: Vec<SceneJson>,
+    /// The delivered video, once completed.
+    export: Option<ExportJson>,
     failure_reason: Option<String>,
     created_at: Option<String>,
     started_at: Option<String>,
@@ -214,11 +236,54 @@ impl From<&pb::RenderJob> for JobJson {
                 .zip(&job.scenes)
                 .map(|(index, scene)| SceneJson::new(index, scene))
                 .collect(),
+            export: job.export.as_ref().map(ExportJson::from),
             failure_reason: non_empty(&job.failure_reason),
             created_at: rfc3339(job.created_at.as_ref()),
             started_at: rfc3339(job.started_at.as_ref()),
             finished_at: rfc3339(job.finished_at.as_ref()),
             updated_at: rfc3339(job.updated_at.as_ref()),
+        }
+    }
+}
+
+/// A job's delivered video.
+#[derive(Debug, Serialize)]
+pub struct ExportJson {
+    /// Path on the shared export folder, or URL.
+    pub location: String,
+    /// mp4, mov, webm or gif.
+    pub format: String,
+    /// Pixels.
+    pub width: i32,
+    /// Pixels.
+    pub height: i32,
+    /// File size.
+    pub size_bytes: i64,
+    /// Length in seconds.
+    pub duration_seconds: Option<f64>,
+    /// BLAKE3 of the file.
+    pub blake3_hex: String,
+    /// Codec names as ffprobe gives them.
+    pub video_codec: String,
+    /// Empty: no audio stream (gif).
+    pub audio_codec: String,
+}
+
+impl From<&pb::Export> for ExportJson {
+    fn from(export: &pb::Export) -> Self {
+        Self {
+            location: export.location.clone(),
+            format: export.format.clone(),
+            width: export.width,
+            height: export.height,
+            size_bytes: export.size_bytes,
+            duration_seconds: export
+                .duration
+                .as_ref()
+                .map(|duration| duration.seconds as f64 + f64::from(duration.nanos) / 1e9),
+            blake3_hex: export.blake3_hex.clone(),
+            video_codec: export.video_codec.clone(),
+            audio_codec: export.audio_codec.clone(),
         }
     }
 }

@@ -5,7 +5,8 @@
 //! The binaries are the ones `cargo build --workspace --bins` put next to the test executable
 //! (`scripts/test.sh` builds them first). Everything started here is killed on drop.
 //!
-//! `quickstart` holds the `quickstart` binary's farm orchestration (`scripts/demo.sh`).
+//! `quickstart` holds the `quickstart` binary's farm orchestration (`scripts/demo.sh`); `sample`
+//! the saved project it submits, which the scaling benchmark (`benches/scaling.rs`) submits too.
 
 use std::{
     collections::HashMap,
@@ -23,8 +24,10 @@ use flatrender_proto::{
 };
 use tonic::transport::Channel;
 
+pub mod file_service;
 pub mod frames;
 pub mod quickstart;
+pub mod sample;
 
 /// How long a test waits for something that should happen (a process ready, a job finished, a
 /// row written) before calling it lost. Generous on purpose: the machine is shared and slow, so
@@ -604,4 +607,25 @@ pub async fn http_get(address: SocketAddr, path: &str) -> Option<String> {
     let mut body = String::new();
     stream.read_to_string(&mut body).await.ok()?;
     Some(body)
+}
+
+/// A plain HTTP/1.1 GET of `url` (`http://host:port/path`): the status code and the body's
+/// bytes; `None` when nothing answers or the response is not HTTP.
+pub async fn http_get_bytes(url: &str) -> Option<(u16, Vec<u8>)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (host, path) = url.strip_prefix("http://")?.split_once('/')?;
+    let mut stream = tokio::net::TcpStream::connect(host).await.ok()?;
+    stream
+        .write_all(format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.ok()?;
+    let end_of_head = response.windows(4).position(|window| window == b"\r\n\r\n")?;
+    let status_line = String::from_utf8_lossy(&response[..end_of_head])
+        .lines()
+        .next()?
+        .to_owned();
+    let status = status_line.split(' ').nth(1)?.parse().ok()?;
+    Some((status, response.split_off(end_of_head + 4)))
 }

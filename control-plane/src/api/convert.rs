@@ -10,7 +10,10 @@ use flatrender_proto::{
 };
 
 use crate::{
-    jobs::{AudioSpec, Job, OutputSpec, SceneSpec, TemplateSpec, model::Assignment},
+    jobs::{
+        AudioSpec, Job, OutputSpec, SceneSpec, TemplateSpec,
+        model::{Assignment, ExportView},
+    },
     views::{CacheEntryView, CrashView, FrameJobView, NodeView, PartitionView},
 };
 
@@ -134,7 +137,25 @@ pub fn job(job: &Job) -> pb::RenderJob {
         updated_at: Some(timestamp(job.updated_at)),
         scenes: spec.scenes.iter().map(scene).collect(),
         audio: spec.audio.as_ref().map(ProjectAudio::to_wire),
-        export: None,
+        export: job.export.as_ref().map(export),
+    }
+}
+
+fn export(view: &ExportView) -> pb::Export {
+    pb::Export {
+        id: view.id.to_string(),
+        location: view.location.clone(),
+        format: view.format.clone(),
+        width: view.width.unwrap_or_default(),
+        height: view.height.unwrap_or_default(),
+        size_bytes: view.size_bytes.unwrap_or_default(),
+        duration: view
+            .duration_ms
+            .map(|ms| duration(std::time::Duration::from_millis(u64::try_from(ms).unwrap_or_default()))),
+        blake3_hex: view.blake3_hex.clone().unwrap_or_default(),
+        video_codec: view.video_codec.clone().unwrap_or_default(),
+        audio_codec: view.audio_codec.clone().unwrap_or_default(),
+        created_at: Some(timestamp(view.created_at)),
     }
 }
 
@@ -157,15 +178,34 @@ pub fn assignment(assignment: &Assignment) -> pb::WorkAssignment {
         tenant_id: assignment.tenant_id.to_string(),
         chunk_index: assignment.chunk_index,
         frame_range: Some(assignment.frame_range.into()),
-        template: Some(template(&assignment.template)),
-        composition: assignment.composition.to_string(),
+        // An encode item renders nothing: no template or composition.
+        template: assignment.encode.is_none().then(|| template(&assignment.template)),
+        composition: if assignment.encode.is_some() {
+            String::new()
+        } else {
+            assignment.composition.to_string()
+        },
         fps: assignment.fps,
         output: Some(output(&assignment.output)),
         frames_already_written: assignment.frames_already_written.clone(),
         attempt: assignment.attempt,
         scene: assignment.scene.as_ref().map(SceneContent::to_wire),
-        kind: pb::WorkKind::Render as i32,
-        encode: None,
+        kind: if assignment.encode.is_some() {
+            pb::WorkKind::Encode
+        } else {
+            pb::WorkKind::Render
+        } as i32,
+        encode: assignment.encode.as_ref().map(|work| pb::EncodeWork {
+            scenes: work
+                .scenes
+                .iter()
+                .map(|scene| pb::EncodeScene {
+                    index: i32::try_from(scene.index).unwrap_or(i32::MAX),
+                    frame_range: Some(scene.frames.into()),
+                })
+                .collect(),
+            audio: work.audio.as_ref().map(ProjectAudio::to_wire),
+        }),
     }
 }
 
@@ -190,7 +230,13 @@ pub(crate) fn node(view: &NodeView) -> pb::Node {
         last_seen_at: timestamp_opt(view.last_seen_at),
         registered_at: Some(timestamp(view.registered_at)),
         running_leases: i32::try_from(view.running_leases).unwrap_or(i32::MAX),
-        capabilities: None,
+        capabilities: Some(pb::NodeCapabilities {
+            encoder: view.capabilities.encoder.as_ref().map(|encoder| pb::Encoder {
+                ffmpeg_version: encoder.ffmpeg.clone(),
+                ffprobe_version: encoder.ffprobe.clone(),
+            }),
+            encode_only: view.capabilities.encode_only,
+        }),
     }
 }
 
@@ -213,7 +259,11 @@ pub(crate) fn frame_job(view: &FrameJobView) -> pb::FrameJob {
         last_error_class: view.last_error_class.clone().unwrap_or_default(),
         last_error: view.last_error.clone().unwrap_or_default(),
         node_name: view.lease_node_name.clone().unwrap_or_default(),
-        kind: pb::WorkKind::Render as i32,
+        kind: if view.encode {
+            pb::WorkKind::Encode
+        } else {
+            pb::WorkKind::Render
+        } as i32,
     }
 }
 

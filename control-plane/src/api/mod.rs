@@ -30,6 +30,7 @@ use crate::{
     metrics::Metrics,
     nodes::NodeRegistry,
     readiness::Readiness,
+    retention::FrameRetention,
 };
 
 /// Everything the handlers share.
@@ -52,6 +53,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Database reachability, shared by `/readyz` and gRPC health.
     pub readiness: Arc<Readiness>,
+    /// Finished jobs' frames to remove from nodes.
+    pub retention: Arc<FrameRetention>,
 }
 
 impl AppState {

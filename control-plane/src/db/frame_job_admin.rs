@@ -29,6 +29,7 @@ struct FrameJobRow {
     pub last_error: Option<String>,
     /// Name of the node holding the lease.
     pub lease_node_name: Option<String>,
+    pub kind: String,
 }
 
 impl TryFrom<FrameJobRow> for FrameJobView {
@@ -49,6 +50,7 @@ impl TryFrom<FrameJobRow> for FrameJobView {
             frames_done: row.frames_done,
             last_error_class: row.last_error_class,
             last_error: row.last_error,
+            encode: row.kind == "encode",
         })
     }
 }
@@ -70,7 +72,7 @@ pub(crate) struct FrameSelector {
 const SELECT_COLUMNS: &str =
     "f.id, f.job_id, f.tenant_id, f.chunk_index, f.frame_start, f.frame_end, f.state, f.attempt,
     f.lease_node_id, f.lease_expires_at, f.frames_done, f.last_error_class, f.last_error,
-    n.name AS lease_node_name";
+    n.name AS lease_node_name, f.kind";
 
 /// Joined by every chunk query so rows carry the lease holder's name.
 const NODE_JOIN: &str = "LEFT JOIN render.nodes n ON n.id = f.lease_node_id";
@@ -160,7 +162,9 @@ pub(crate) async fn requeue(connection: &mut PgConnection, chunks: &[FrameJobVie
         return Ok(moved);
     }
     let revived_jobs: Vec<Uuid> = sqlx::query_scalar(
-        "UPDATE render.render_jobs SET status = CASE WHEN started_at IS NULL THEN 'queued' ELSE 'rendering' END,
+        "UPDATE render.render_jobs SET status = CASE WHEN started_at IS NULL THEN 'queued'
+                                                     WHEN chunks_completed = chunks_total THEN 'rendered'
+                                                     ELSE 'rendering' END,
                 failure_reason = NULL, finished_at = NULL, updated_at = now()
          WHERE status = 'failed' AND id IN (SELECT job_id FROM render.frame_jobs WHERE id = ANY($1))
          RETURNING id",

@@ -11,7 +11,7 @@ use sqlx::{Acquire, PgConnection};
 use uuid::Uuid;
 
 use super::DbError;
-use crate::jobs::model::{Assignment, TemplateSpec};
+use crate::jobs::model::{Assignment, EncodeScene, EncodeWork, TemplateSpec};
 
 /// The channel `NOTIFY`'d once per transaction that makes work claimable.
 pub const WORK_CHANNEL: &str = "flatrender_work";
@@ -30,6 +30,8 @@ pub(crate) struct ClaimRequest<'a> {
     pub window: i64,
     pub tenants_considered: i64,
     pub bad_node_grace_seconds: f64,
+    pub renders: bool,
+    pub encodes: bool,
 }
 
 /// A freshly leased chunk with what the node needs to render it.
@@ -56,6 +58,9 @@ struct ClaimedRow {
     pub scene_index: Option<i32>,
     pub scene_id: Option<Uuid>,
     pub scene_fields: Option<serde_json::Value>,
+    pub kind: String,
+    pub audio: Option<serde_json::Value>,
+    pub encode_scenes: Option<serde_json::Value>,
 }
 
 /// Claims chunks for a node (see `sql/claim.sql`).
@@ -76,6 +81,8 @@ pub(crate) async fn claim(
         .bind(request.window)
         .bind(request.tenants_considered)
         .bind(request.bad_node_grace_seconds)
+        .bind(request.renders)
+        .bind(request.encodes)
         .fetch_all(connection)
         .await?;
     rows.into_iter().map(Assignment::try_from).collect()
@@ -87,7 +94,16 @@ impl TryFrom<ClaimedRow> for Assignment {
     fn try_from(row: ClaimedRow) -> Result<Self, Self::Error> {
         let decode = |message: String| DbError::Other(sqlx::Error::Decode(message.into()));
         let field = |error: flatrender_proto::types::FieldError| decode(format!("claimed chunk {}: {error}", row.id));
+        let encode = match row.kind.as_str() {
+            "render" => None,
+            "encode" => Some(
+                encode_work(row.audio, row.encode_scenes)
+                    .map_err(|error| decode(format!("claimed encode {}: {error}", row.id)))?,
+            ),
+            other => return Err(decode(format!("claimed chunk {}: unknown kind {other:?}", row.id))),
+        };
         Ok(Assignment {
+            encode,
             frame_job_id: FrameJobId::from_uuid(row.id),
             lease_token: LeaseToken::new(row.lease_token, "lease_token").map_err(field)?,
             lease_expires_at: row.lease_expires_at,
@@ -119,6 +135,30 @@ impl TryFrom<ClaimedRow> for Assignment {
             },
         })
     }
+}
+
+/// An encode item's scenes (`[[index, first, last], …]` in play order) and audio, as the claim
+/// reads them.
+fn encode_work(audio: Option<serde_json::Value>, scenes: Option<serde_json::Value>) -> Result<EncodeWork, String> {
+    let audio = audio
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|error| format!("audio: {error}"))?;
+    let triples: Vec<(i32, i32, i32)> = scenes
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|error| format!("scenes: {error}"))?
+        .unwrap_or_default();
+    let scenes = triples
+        .into_iter()
+        .map(|(index, first, last)| {
+            Ok(EncodeScene {
+                index: u32::try_from(index).map_err(|_| format!("scene index {index}"))?,
+                frames: FrameRange::new(first, last, "scenes").map_err(|error| error.to_string())?,
+            })
+        })
+        .collect::<Result<_, String>>()?;
+    Ok(EncodeWork { scenes, audio })
 }
 
 /// Wakes nodes long-polling on every control plane (one NOTIFY per transaction, not per row).
@@ -213,6 +253,44 @@ pub struct Completion {
     pub outputs: serde_json::Value,
     /// Wall time spent rendering.
     pub render_seconds: f64,
+    /// The stored video, for an encode item (required then, refused otherwise).
+    pub export: Option<ExportReport>,
+}
+
+/// A stored, verified video as the encoding node reports it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ExportReport {
+    /// Path on the shared folder or http(s) URL.
+    pub location: String,
+    /// mp4, mov, webm or gif.
+    pub format: String,
+    /// Pixels.
+    pub width: i32,
+    /// Pixels.
+    pub height: i32,
+    /// File size.
+    pub size_bytes: i64,
+    /// BLAKE3 of the file, lowercase hex.
+    pub blake3_hex: String,
+    /// Length of the video.
+    pub duration_ms: i64,
+    /// ffprobe's name of the video codec.
+    pub video_codec: String,
+    /// ffprobe's name of the audio codec (empty: no audio stream).
+    pub audio_codec: String,
+}
+
+/// What one `complete` call did.
+#[derive(Debug, Default)]
+pub struct CompletionOutcome {
+    /// A verdict per input, in input order.
+    pub verdicts: Vec<(FrameJobId, CompletionVerdict)>,
+    /// Jobs this call completed.
+    pub finished_jobs: Vec<JobId>,
+    /// Jobs whose every chunk is now in and whose encode was queued.
+    pub encode_queued: Vec<JobId>,
+    /// Inputs whose export did not match their kind (index into the input).
+    pub invalid: Vec<usize>,
 }
 
 /// How a completion was judged.
@@ -224,41 +302,62 @@ pub enum CompletionVerdict {
     Duplicate,
     /// The lease was lost; the result was discarded.
     Stale,
+    /// The lease was lost because the job was cancelled or failed; the result was discarded
+    /// (and a stored export of it should be removed).
+    JobEnded,
 }
 
-/// Completes chunks and advances their jobs, in one statement. Returns a verdict per input and
-/// the jobs that finished rendering.
+/// Completes work items and advances their jobs, in one statement (`sql/complete.sql`). When
+/// `invalid` is not empty the caller must roll back.
 pub(crate) async fn complete(
     connection: &mut PgConnection,
     node_id: NodeId,
     completions: &[Completion],
-) -> Result<(Vec<(FrameJobId, CompletionVerdict)>, Vec<JobId>), DbError> {
+) -> Result<CompletionOutcome, DbError> {
     let ids: Vec<Uuid> = completions.iter().map(|c| c.frame_job_id.as_uuid()).collect();
     let tokens: Vec<i64> = completions.iter().map(|c| c.token.get()).collect();
     let outputs: Vec<serde_json::Value> = completions.iter().map(|c| c.outputs.clone()).collect();
     let seconds: Vec<f64> = completions.iter().map(|c| c.render_seconds).collect();
-    let rows: Vec<(Uuid, String, Option<Uuid>)> = sqlx::query_as(include_str!("sql/complete.sql"))
+    let exports: Vec<Option<serde_json::Value>> = completions
+        .iter()
+        .map(|c| c.export.as_ref().map(serde_json::to_value).transpose())
+        .collect::<Result<_, _>>()
+        .map_err(|error| DbError::Other(sqlx::Error::Encode(error.into())))?;
+    let rows: Vec<(Uuid, String, Option<Uuid>, Option<Uuid>)> = sqlx::query_as(include_str!("sql/complete.sql"))
         .bind(ids)
         .bind(tokens)
         .bind(outputs)
         .bind(seconds)
         .bind(node_id.as_uuid())
+        .bind(exports)
         .fetch_all(connection)
         .await?;
-    let mut verdicts = Vec::with_capacity(rows.len());
-    let mut finished_jobs = Vec::new();
-    for (id, verdict, finished_job) in rows {
+    let mut outcome = CompletionOutcome::default();
+    for (index, (id, verdict, finished_job, encode_job)) in rows.into_iter().enumerate() {
         let verdict = match verdict.as_str() {
             "accepted" => CompletionVerdict::Accepted,
             "duplicate" => CompletionVerdict::Duplicate,
+            "job_ended" => CompletionVerdict::JobEnded,
+            "invalid" => {
+                outcome.invalid.push(index);
+                CompletionVerdict::Stale
+            }
             _ => CompletionVerdict::Stale,
         };
-        verdicts.push((FrameJobId::from_uuid(id), verdict));
-        if let Some(job) = finished_job {
-            finished_jobs.push(JobId::from_uuid(job));
-        }
+        outcome.verdicts.push((FrameJobId::from_uuid(id), verdict));
+        outcome.finished_jobs.extend(finished_job.map(JobId::from_uuid));
+        outcome.encode_queued.extend(encode_job.map(JobId::from_uuid));
     }
-    Ok((verdicts, finished_jobs))
+    Ok(outcome)
+}
+
+/// How a failure reason names a work item: "chunk 2 (frames 100-149)" or "the encode".
+pub(crate) fn describe_item(kind: &str, chunk_index: i32, frame_start: i32, frame_end: i32) -> String {
+    if kind == "encode" {
+        "the encode".to_owned()
+    } else {
+        format!("chunk {chunk_index} (frames {frame_start}-{frame_end})")
+    }
 }
 
 /// What happened to a failed chunk.
@@ -271,6 +370,7 @@ pub(crate) struct FailedRow {
     pub frame_end: i32,
     pub state: String,
     pub attempt: i32,
+    pub kind: String,
 }
 
 /// Ends a lease after a failure: back to pending, or failed for good when `give_up` or out of
@@ -297,7 +397,7 @@ pub(crate) async fn fail(
              updated_at = now()
          FROM render.render_jobs j
          WHERE f.id = $1 AND f.lease_token = $2 AND f.lease_node_id = $3 AND f.state = 'leased' AND j.id = f.job_id
-         RETURNING f.job_id, f.tenant_id, f.chunk_index, f.frame_start, f.frame_end, f.state, f.attempt",
+         RETURNING f.job_id, f.tenant_id, f.chunk_index, f.frame_start, f.frame_end, f.state, f.attempt, f.kind",
     )
     .bind(lease.frame_job_id.as_uuid())
     .bind(lease.token.get())
@@ -402,6 +502,7 @@ pub(crate) struct RequeuedRow {
     pub state: String,
     pub attempt: i32,
     pub node_id: Option<Uuid>,
+    pub kind: String,
 }
 
 /// Ends live leases and puts their chunks back in the queue (or fails them when out of

@@ -56,6 +56,7 @@ struct JobRow {
     pub seconds_per_frame: Option<f64>,
     /// A saved project's job: its scenes are read in a second statement, only then.
     pub has_scenes: bool,
+    pub export: Option<serde_json::Value>,
 }
 
 const JOB_COLUMNS: &str = "j.id, j.tenant_id, j.user_id, j.saved_project_id, j.idempotency_key, j.kind, j.priority,
@@ -65,14 +66,21 @@ const JOB_COLUMNS: &str = "j.id, j.tenant_id, j.user_id, j.saved_project_id, j.i
     j.audio, j.required_os, j.required_ae_version, j.required_tags, j.max_attempts, j.status, j.frames_total,
     j.chunks_total, j.chunks_completed, j.failure_reason, j.created_at, j.started_at, j.finished_at, j.updated_at,
     agg.frames_done, agg.chunks_leased, agg.seconds_per_frame,
-    EXISTS (SELECT 1 FROM render.job_scenes s WHERE s.job_id = j.id) AS has_scenes";
+    EXISTS (SELECT 1 FROM render.job_scenes s WHERE s.job_id = j.id) AS has_scenes,
+    CASE WHEN j.status = 'completed' THEN
+        (SELECT jsonb_build_object('id', e.id, 'location', e.location, 'format', e.format, 'width', e.width,
+                                   'height', e.height, 'size_bytes', e.size_bytes,
+                                   'blake3_hex', encode(e.checksum, 'hex'), 'duration_ms', e.duration_ms,
+                                   'video_codec', e.video_codec, 'audio_codec', e.audio_codec,
+                                   'created_at', e.created_at)
+         FROM render.exports e WHERE e.job_id = j.id) END AS export";
 
 const CHUNK_AGGREGATE: &str = "CROSS JOIN LATERAL (
     SELECT coalesce(sum(f.frames_done), 0)::int8 AS frames_done,
            count(*) FILTER (WHERE f.state = 'leased') AS chunks_leased,
            sum(f.render_seconds) / nullif(sum(f.frame_end - f.frame_start + 1) FILTER (WHERE f.render_seconds IS NOT NULL), 0)
                AS seconds_per_frame
-    FROM render.frame_jobs f WHERE f.job_id = j.id) agg";
+    FROM render.frame_jobs f WHERE f.job_id = j.id AND f.kind = 'render') agg";
 
 /// Inserts a job, its scenes and its chunks; returns `None` when the idempotency key already
 /// names a job.
@@ -372,7 +380,9 @@ pub(crate) async fn retry(connection: &mut PgConnection, id: JobId) -> Result<u6
         .await?;
     sqlx::query(
         "UPDATE render.render_jobs
-         SET status = CASE WHEN started_at IS NULL THEN 'queued' ELSE 'rendering' END,
+         SET status = CASE WHEN started_at IS NULL THEN 'queued'
+                           -- Every chunk in: what is left is the encode.
+                           WHEN chunks_completed = chunks_total THEN 'rendered' ELSE 'rendering' END,
              failure_reason = NULL, finished_at = NULL, updated_at = now()
          WHERE id = $1",
     )
@@ -477,7 +487,14 @@ fn job_from_row(row: JobRow, status: JobStatus, progress: JobProgressView) -> Re
             tags: row.required_tags.clone(),
         },
     };
+    let export = row
+        .export
+        .clone()
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|error| format!("stored job {}: export: {error}", row.id))?;
     Ok(Job {
+        export,
         id: JobId::from_uuid(row.id),
         spec,
         max_attempts: row.max_attempts,

@@ -12,6 +12,7 @@ pub mod jobs;
 pub mod migrate;
 pub mod nodes;
 pub mod partitions;
+pub mod retention;
 pub mod tokens;
 
 use thiserror::Error;

@@ -6,7 +6,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::DbError;
-use crate::views::{CacheEntryView, NodeView};
+use crate::views::{CacheEntryView, EncoderVersions, NodeCapabilities, NodeView};
 
 /// A node row with its liveness and running lease count.
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -29,11 +29,14 @@ struct NodeRow {
     pub registered_at: DateTime<Utc>,
     pub last_seen_at: Option<DateTime<Utc>>,
     pub running_leases: i64,
+    pub ffmpeg_version: Option<String>,
+    pub ffprobe_version: Option<String>,
+    pub encode_only: bool,
 }
 
 const NODE_SELECT: &str = "SELECT n.id, n.name, n.hostname, n.os, n.os_version, n.ae_version, n.agent_version,
         n.cpu_cores, n.memory_bytes, n.tags, n.max_leases, n.state, n.state_reason, n.state_changed_at,
-        n.drain_deadline, n.registered_at, l.last_seen_at,
+        n.drain_deadline, n.registered_at, l.last_seen_at, n.ffmpeg_version, n.ffprobe_version, n.encode_only,
         (SELECT count(*) FROM render.frame_jobs f WHERE f.lease_node_id = n.id AND f.state = 'leased') AS running_leases
     FROM render.nodes n LEFT JOIN render.node_liveness l ON l.node_id = n.id";
 
@@ -49,19 +52,22 @@ pub(crate) struct Registration<'a> {
     pub memory_bytes: i64,
     pub tags: &'a [String],
     pub max_leases: i32,
+    pub capabilities: &'a NodeCapabilities,
 }
 
 /// Creates the node or refreshes its facts (same name = same node). An offline node comes back
 /// online; disabled and quarantined nodes stay so until ops act.
 pub(crate) async fn upsert(connection: &mut PgConnection, registration: &Registration<'_>) -> Result<NodeId, DbError> {
     let id: Uuid = sqlx::query_scalar(
-        "INSERT INTO render.nodes (name, hostname, os, os_version, ae_version, agent_version, cpu_cores, memory_bytes, tags, max_leases)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+        "INSERT INTO render.nodes (name, hostname, os, os_version, ae_version, agent_version, cpu_cores, memory_bytes, tags,
+                                   max_leases, ffmpeg_version, ffprobe_version, encode_only)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
          ON CONFLICT (name) DO UPDATE SET
              hostname = EXCLUDED.hostname, os = EXCLUDED.os, os_version = EXCLUDED.os_version,
              ae_version = EXCLUDED.ae_version, agent_version = EXCLUDED.agent_version,
              cpu_cores = EXCLUDED.cpu_cores, memory_bytes = EXCLUDED.memory_bytes, tags = EXCLUDED.tags,
-             max_leases = EXCLUDED.max_leases,
+             max_leases = EXCLUDED.max_leases, ffmpeg_version = EXCLUDED.ffmpeg_version,
+             ffprobe_version = EXCLUDED.ffprobe_version, encode_only = EXCLUDED.encode_only,
              state = CASE WHEN render.nodes.state = 'offline' THEN 'online' ELSE render.nodes.state END,
              state_changed_at = CASE WHEN render.nodes.state = 'offline' THEN now() ELSE render.nodes.state_changed_at END
          RETURNING id",
@@ -76,6 +82,9 @@ pub(crate) async fn upsert(connection: &mut PgConnection, registration: &Registr
     .bind(registration.memory_bytes)
     .bind(registration.tags)
     .bind(registration.max_leases)
+    .bind(registration.capabilities.encoder.as_ref().map(|encoder| encoder.ffmpeg.as_str()))
+    .bind(registration.capabilities.encoder.as_ref().map(|encoder| encoder.ffprobe.as_str()))
+    .bind(registration.capabilities.encode_only)
     .fetch_one(&mut *connection)
     .await?;
     sqlx::query(
@@ -111,6 +120,7 @@ impl TryFrom<NodeRow> for NodeView {
             registered_at: row.registered_at,
             last_seen_at: row.last_seen_at,
             running_leases: row.running_leases,
+            capabilities: capabilities(row.ffmpeg_version, row.ffprobe_version, row.encode_only),
         })
     }
 }
@@ -144,6 +154,15 @@ pub(crate) async fn list(
     rows.into_iter().map(NodeView::try_from).collect()
 }
 
+fn capabilities(ffmpeg: Option<String>, ffprobe: Option<String>, encode_only: bool) -> NodeCapabilities {
+    NodeCapabilities {
+        encoder: ffmpeg
+            .zip(ffprobe)
+            .map(|(ffmpeg, ffprobe)| EncoderVersions { ffmpeg, ffprobe }),
+        encode_only,
+    }
+}
+
 /// The dispatch-relevant facts of every node (refreshed into memory periodically).
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub(crate) struct NodeFactsRow {
@@ -153,25 +172,57 @@ pub(crate) struct NodeFactsRow {
     pub tags: Vec<String>,
     pub state: String,
     pub drain_deadline: Option<DateTime<Utc>>,
+    pub ffmpeg_version: Option<String>,
+    pub ffprobe_version: Option<String>,
+    pub encode_only: bool,
+}
+
+impl NodeFactsRow {
+    /// What the node takes besides rendering.
+    pub fn capabilities(&self) -> NodeCapabilities {
+        capabilities(
+            self.ffmpeg_version.clone(),
+            self.ffprobe_version.clone(),
+            self.encode_only,
+        )
+    }
+}
+
+const FACTS_SELECT: &str = "SELECT id, os, ae_version, tags, state, drain_deadline, ffmpeg_version, ffprobe_version, encode_only FROM render.nodes";
+
+/// Records what a node reported it can do at an agent's start.
+pub(crate) async fn set_capabilities(
+    connection: &mut PgConnection,
+    id: NodeId,
+    capabilities: &NodeCapabilities,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE render.nodes SET ffmpeg_version = $2, ffprobe_version = $3, encode_only = $4
+         WHERE id = $1 AND (ffmpeg_version, ffprobe_version, encode_only) IS DISTINCT FROM ($2, $3, $4)",
+    )
+    .bind(id.as_uuid())
+    .bind(capabilities.encoder.as_ref().map(|encoder| encoder.ffmpeg.as_str()))
+    .bind(capabilities.encoder.as_ref().map(|encoder| encoder.ffprobe.as_str()))
+    .bind(capabilities.encode_only)
+    .execute(connection)
+    .await?;
+    Ok(())
 }
 
 /// Facts of all nodes.
 pub(crate) async fn all_facts(connection: &mut PgConnection) -> Result<Vec<NodeFactsRow>, DbError> {
-    let rows =
-        sqlx::query_as::<_, NodeFactsRow>("SELECT id, os, ae_version, tags, state, drain_deadline FROM render.nodes")
-            .fetch_all(connection)
-            .await?;
+    let rows = sqlx::query_as::<_, NodeFactsRow>(FACTS_SELECT)
+        .fetch_all(connection)
+        .await?;
     Ok(rows)
 }
 
 /// Facts of one node.
 pub(crate) async fn facts(connection: &mut PgConnection, id: NodeId) -> Result<Option<NodeFactsRow>, DbError> {
-    let row = sqlx::query_as::<_, NodeFactsRow>(
-        "SELECT id, os, ae_version, tags, state, drain_deadline FROM render.nodes WHERE id = $1",
-    )
-    .bind(id.as_uuid())
-    .fetch_optional(connection)
-    .await?;
+    let row = sqlx::query_as::<_, NodeFactsRow>(&format!("{FACTS_SELECT} WHERE id = $1"))
+        .bind(id.as_uuid())
+        .fetch_optional(connection)
+        .await?;
     Ok(row)
 }
 

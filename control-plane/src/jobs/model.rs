@@ -262,6 +262,35 @@ pub struct Job {
     pub finished_at: Option<DateTime<Utc>>,
     /// Last change.
     pub updated_at: DateTime<Utc>,
+    /// The delivered video, once completed (`None` for a PNG sequence).
+    pub export: Option<ExportView>,
+}
+
+/// A job's delivered video (`render.exports`).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct ExportView {
+    /// Id.
+    pub id: Uuid,
+    /// Path on the shared folder or http(s) URL.
+    pub location: String,
+    /// mp4, mov, webm or gif.
+    pub format: String,
+    /// Pixels.
+    pub width: Option<i32>,
+    /// Pixels.
+    pub height: Option<i32>,
+    /// File size.
+    pub size_bytes: Option<i64>,
+    /// BLAKE3 of the file, lowercase hex.
+    pub blake3_hex: Option<String>,
+    /// Length.
+    pub duration_ms: Option<i64>,
+    /// ffprobe's video codec name.
+    pub video_codec: Option<String>,
+    /// ffprobe's audio codec name.
+    pub audio_codec: Option<String>,
+    /// When it was recorded.
+    pub created_at: DateTime<Utc>,
 }
 
 /// A chunk leased to a node, with everything needed to render it.
@@ -295,6 +324,32 @@ pub struct Assignment {
     pub attempt: i32,
     /// The saved-project scene of this chunk; `None` for a single-composition job.
     pub scene: Option<SceneContent>,
+    /// Set for the job's encode item (then `frame_range` is the whole video's).
+    pub encode: Option<EncodeWork>,
+}
+
+/// What a node needs to encode a job's video besides its fps and output settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EncodeWork {
+    /// A project's scenes in play order (empty: a single-composition job).
+    pub scenes: Vec<EncodeScene>,
+    /// The project's audio (`None`: a silent track).
+    pub audio: Option<ProjectAudio>,
+}
+
+/// One scene's frames for the encode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EncodeScene {
+    /// Play order.
+    pub index: u32,
+    /// Frames, in the scene's composition's numbering.
+    pub frames: FrameRange,
+}
+
+/// Whether a job of this container is delivered as an encoded video (everything but a PNG
+/// sequence, whose frames are the delivery).
+pub fn is_video_container(container: &str) -> bool {
+    container != "png_sequence"
 }
 
 #[cfg(test)]

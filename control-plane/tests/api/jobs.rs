@@ -154,7 +154,8 @@ async fn cancellation_reaches_the_node_and_discards_results() {
         })
         .collect();
     assert_eq!(cancels, vec![assignment.frame_job_id.clone()]);
-    assert_eq!(node.complete(&assignment).await, pb::CompletionOutcome::StaleLease);
+    // Not just stale: the job ended, so a stored export of this work is to be removed.
+    assert_eq!(node.complete(&assignment).await, pb::CompletionOutcome::JobEnded);
     assert_eq!(farm.job(&job.id).await.status(), pb::JobStatus::Cancelled);
     let cancel_again = farm
         .render()

@@ -5,6 +5,7 @@
 
 mod admin;
 mod dispatch;
+mod encode;
 mod faults;
 mod hardening;
 mod jobs;
@@ -12,6 +13,7 @@ mod leases;
 mod outages;
 mod projects;
 mod reports;
+mod retention;
 mod security;
 mod support;
 mod token_kinds;

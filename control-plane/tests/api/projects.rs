@@ -37,7 +37,9 @@ pub fn project_request(tenant: TenantId) -> pb::SubmitRenderJobRequest {
     request.frame_range = None;
     request.music = None;
     request.voiceover = None;
-    request.output.as_mut().unwrap().resolution = pb::Resolution::Resolution720p as i32;
+    let output = request.output.as_mut().unwrap();
+    output.container = "mp4".into();
+    output.resolution = pb::Resolution::Resolution720p as i32;
     request.scenes = vec![
         pb::Scene {
             scene_id: uuid::Uuid::new_v4().to_string(),
@@ -237,7 +239,8 @@ async fn scenes_are_chunked_and_assigned_with_their_content() {
         };
         assert_eq!(node.complete(assignment).await, pb::CompletionOutcome::Accepted);
     }
-    assert_eq!(farm.job(&job.id).await.status, pb::JobStatus::Completed as i32);
+    // Every frame in: an mp4 waits for its encode (tests/api/encode.rs follows it further).
+    assert_eq!(farm.job(&job.id).await.status, pb::JobStatus::Rendered as i32);
 }
 
 /// A single-composition job is unchanged: no scene on its chunks, and a resubmission under its

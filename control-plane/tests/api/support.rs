@@ -348,7 +348,42 @@ pub fn completed_chunk(assignment: &pb::WorkAssignment) -> pb::CompletedChunk {
             })
             .collect(),
         render_seconds: 1.5,
-        export: None,
+        export: (assignment.kind() == pb::WorkKind::Encode).then(|| export_of(assignment)),
+    }
+}
+
+/// A plausible stored video for an encode assignment.
+pub fn export_of(assignment: &pb::WorkAssignment) -> pb::Export {
+    pb::Export {
+        location: format!("/farm/exports/{}/{}/promo.mp4", assignment.tenant_id, assignment.job_id),
+        format: "mp4".into(),
+        width: 1280,
+        height: 720,
+        size_bytes: 123_456,
+        duration: Some(prost_types::Duration {
+            seconds: 2,
+            nanos: 680_000_000,
+        }),
+        blake3_hex: HASH_A.into(),
+        video_codec: "h264".into(),
+        audio_codec: "aac".into(),
+        ..Default::default()
+    }
+}
+
+/// A node that also encodes (ffmpeg found), or only encodes (`encode_only`).
+pub fn encoder_registration(name: &str, encode_only: bool) -> pb::RegisterNodeRequest {
+    pb::RegisterNodeRequest {
+        capabilities: Some(pb::NodeCapabilities {
+            encoder: Some(pb::Encoder {
+                ffmpeg_version: "5.1.6-0+deb12u1".into(),
+                ffprobe_version: "5.1.6-0+deb12u1".into(),
+            }),
+            encode_only,
+        }),
+        os: pb::OperatingSystem::Linux as i32,
+        ae_version: String::new(),
+        ..registration(name, &[])
     }
 }
 
@@ -390,9 +425,10 @@ pub fn job_request(tenant: TenantId, start: i32, end: i32) -> pb::SubmitRenderJo
         composition: "Main Comp".into(),
         frame_range: Some(pb::FrameRange { start, end }),
         fps: 25.0,
+        // Frames only: the URL-only tracks below are refused for a video (its audio is `audio`).
         output: Some(pb::OutputSettings {
             output_name: "promo".into(),
-            container: "mp4".into(),
+            container: "png_sequence".into(),
             ..Default::default()
         }),
         music: Some(pb::AudioTrack {

@@ -143,38 +143,45 @@ impl DemoFarm {
         since: std::time::SystemTime,
         limit: Duration,
     ) -> anyhow::Result<()> {
-        let node_agent = settings.binary("node-agent")?;
-        let fake_aerender = settings.binary("fake-aerender")?;
         for index in 1..=settings.num_agents {
             let name = format!("demo-node-{index}");
-            let base = settings.data_dir.join("agents").join(&name);
-            let fake_state_dir = base.join("aerender-state");
-            std::fs::create_dir_all(&fake_state_dir).with_context(|| format!("create {}", fake_state_dir.display()))?;
             let metrics = loopback_port(0)?;
-            let mut command = Command::new(&node_agent);
-            command
-                .arg("run")
-                .env("FLATRENDER_AGENT_CONTROL_PLANE__ENDPOINTS", &self.endpoint)
-                .env(
-                    "FLATRENDER_AGENT_CONTROL_PLANE__JOIN_TOKEN_FILE",
-                    settings.data_dir.join("join.token"),
-                )
-                .env("FLATRENDER_AGENT_NODE__NAME", &name)
-                .env("FLATRENDER_AGENT_NODE__STATE_DIR", base.join("state"))
-                .env("FLATRENDER_AGENT_NODE__SHUTDOWN_GRACE_SECONDS", "10")
-                .env("FLATRENDER_AGENT_AERENDER__PATH", &fake_aerender)
-                .env("FLATRENDER_AGENT_AERENDER__OUTPUT_ROOT", settings.output_root())
-                .env("FLATRENDER_AGENT_CACHE__DIR", base.join("cache"))
-                .env("FLATRENDER_AGENT_METRICS__LISTEN", metrics.to_string())
-                // The double keeps its instance lock per agent, as two machines would.
-                .env("FAKE_AERENDER_STATE_DIR", &fake_state_dir)
-                .env("FAKE_AERENDER_FRAME_MS", settings.frame_ms.to_string())
-                .env("RUST_LOG", "info");
+            let command = self.agent_command(settings, &name, metrics)?;
             let log = settings.log_dir().join(format!("{name}.log"));
             let process = Managed::spawn(&name, command, &log, &settings.data_dir)?;
             self.agents.push(DemoAgent { name, metrics, process });
         }
         self.wait_for_nodes(since, limit).await
+    }
+
+    /// The command of one agent: a render node driving the aerender double that also encodes
+    /// (it finds `ffmpeg` and `ffprobe` on `PATH` at start and reports them; by default an agent
+    /// with ffmpeg takes encode work too). Another kind of node (an encode-only Linux box, say) is
+    /// this command with other `FLATRENDER_AGENT_*` settings.
+    fn agent_command(&self, settings: &FarmSettings, name: &str, metrics: SocketAddr) -> anyhow::Result<Command> {
+        let base = settings.data_dir.join("agents").join(name);
+        let fake_state_dir = base.join("aerender-state");
+        std::fs::create_dir_all(&fake_state_dir).with_context(|| format!("create {}", fake_state_dir.display()))?;
+        let mut command = Command::new(settings.binary("node-agent")?);
+        command
+            .arg("run")
+            .env("FLATRENDER_AGENT_CONTROL_PLANE__ENDPOINTS", &self.endpoint)
+            .env(
+                "FLATRENDER_AGENT_CONTROL_PLANE__JOIN_TOKEN_FILE",
+                settings.data_dir.join("join.token"),
+            )
+            .env("FLATRENDER_AGENT_NODE__NAME", name)
+            .env("FLATRENDER_AGENT_NODE__STATE_DIR", base.join("state"))
+            .env("FLATRENDER_AGENT_NODE__SHUTDOWN_GRACE_SECONDS", "10")
+            .env("FLATRENDER_AGENT_AERENDER__PATH", settings.binary("fake-aerender")?)
+            .env("FLATRENDER_AGENT_AERENDER__OUTPUT_ROOT", settings.output_root())
+            .env("FLATRENDER_AGENT_CACHE__DIR", base.join("cache"))
+            .env("FLATRENDER_AGENT_METRICS__LISTEN", metrics.to_string())
+            // The double keeps its instance lock per agent, as two machines would.
+            .env("FAKE_AERENDER_STATE_DIR", &fake_state_dir)
+            .env("FAKE_AERENDER_FRAME_MS", settings.frame_ms.to_string())
+            .env("RUST_LOG", "info");
+        Ok(command)
     }
 
     async fn wait_for_nodes(&mut self, since: std::time::SystemTime, limit: Duration) -> anyhow::Result<()> {

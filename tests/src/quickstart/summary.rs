@@ -1,5 +1,6 @@
 //! What the run produced, from sources independent of the control plane's own bookkeeping: the
-//! frame files on disk and each agent's `flatrender_agent_frames_rendered_total` counter.
+//! frame files on disk and each agent's `flatrender_agent_frames_rendered_total` counter (the
+//! video itself is checked by `export`).
 
 use std::{net::SocketAddr, path::Path};
 
@@ -51,6 +52,19 @@ pub fn frame_files(dir: &Path, extension: &str) -> Vec<String> {
     names
 }
 
+/// `scene-000/ 125 frames, scene-001/ 125 frames`, from each scene's frame count on disk.
+pub fn describe_scene_frames(frames_per_scene: &[usize]) -> String {
+    if frames_per_scene.iter().all(|frames| *frames == 0) {
+        return "no frames left on disk: removed after the encode".to_owned();
+    }
+    frames_per_scene
+        .iter()
+        .enumerate()
+        .map(|(index, frames)| format!("scene-{index:03}/ {frames} frames"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// `demo-node-1 22 frames, demo-node-2 18 frames`.
 pub fn describe_shares(shares: &[NodeShare]) -> String {
     shares
@@ -93,6 +107,19 @@ mod tests {
         }
         assert_eq!(frame_files(dir.path(), "png"), ["a00000.png", "a00001.png"]);
         assert!(frame_files(&dir.path().join("missing"), "png").is_empty());
+    }
+
+    /// Each scene's folder is named with its frames; none at all says they were removed.
+    #[test]
+    fn scene_frames_are_listed_per_folder() {
+        assert_eq!(
+            describe_scene_frames(&[125, 124]),
+            "scene-000/ 125 frames, scene-001/ 124 frames"
+        );
+        assert_eq!(
+            describe_scene_frames(&[0, 0]),
+            "no frames left on disk: removed after the encode"
+        );
     }
 
     /// Each node is named with its frames, or said to be unreadable.

@@ -5,6 +5,7 @@
 // Helpers outside #[test] functions unwrap too: a failure there is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod encode;
 mod failures;
 mod operations;
 mod projects;

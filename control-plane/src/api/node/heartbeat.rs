@@ -5,7 +5,7 @@
 use chrono::Utc;
 use flatrender_proto::{
     pb,
-    types::{ContentHash, FieldError, FrameJobId, NodeId, NodeState, TemplateId},
+    types::{ContentHash, FieldError, FrameJobId, JobId, NodeId, NodeState, TemplateId},
 };
 use tonic::Request;
 use tracing::{instrument, warn};
@@ -20,6 +20,7 @@ use crate::{
 };
 
 const MAX_HEALTH_SAMPLES: usize = 1000;
+const MAX_FRAMES_REMOVED: usize = 256;
 
 fn health_sample(node_id: NodeId, sample: &pb::HealthSample, index: usize) -> Result<HealthSample, FieldError> {
     let field = |name: &str| format!("health[{index}].{name}");
@@ -119,6 +120,28 @@ pub(super) async fn heartbeat(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let inventory = message.cache.as_ref().map(cache_entries).transpose()?;
+    let capabilities = message
+        .capabilities
+        .as_ref()
+        .map(|wire| super::register::capabilities(Some(wire), "capabilities"))
+        .transpose()?;
+    if let Some(capabilities) = &capabilities {
+        state.nodes.update_capabilities(node_id, capabilities).await?;
+    }
+    if message.frames_removed_job_ids.len() > MAX_FRAMES_REMOVED {
+        return Err(FieldError::new(
+            "frames_removed_job_ids",
+            format!("at most {MAX_FRAMES_REMOVED} per heartbeat"),
+        )
+        .into());
+    }
+    let frames_removed = message
+        .frames_removed_job_ids
+        .iter()
+        .enumerate()
+        .map(|(index, id)| JobId::parse_field(id, &format!("frames_removed_job_ids[{index}]")))
+        .collect::<Result<Vec<_>, _>>()?;
+    state.retention.confirm(node_id, &frames_removed).await?;
 
     let mut facts = state
         .nodes
@@ -180,6 +203,14 @@ pub(super) async fn heartbeat(
                 })),
             });
         }
+    }
+    // Finished jobs' frames past retention go, whatever the node's state.
+    for job_id in state.retention.due(node_id).await? {
+        commands.push(pb::NodeCommand {
+            command: Some(pb::node_command::Command::RemoveFrames(pb::RemoveFrames {
+                job_id: job_id.to_string(),
+            })),
+        });
     }
     if facts.state == NodeState::Draining {
         commands.push(pb::NodeCommand {

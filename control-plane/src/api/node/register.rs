@@ -11,6 +11,7 @@ use crate::{
     api::{AppState, bounded_text, convert, validate_tags},
     error::ControlPlaneResult,
     nodes::{self, NodeRegistration},
+    views::{EncoderVersions, NodeCapabilities},
 };
 
 fn validate_registration(request: &pb::RegisterNodeRequest) -> Result<NodeRegistration, FieldError> {
@@ -62,6 +63,41 @@ fn validate_registration(request: &pb::RegisterNodeRequest) -> Result<NodeRegist
         memory_bytes: request.memory_bytes,
         tags: request.tags.clone(),
         max_leases,
+        capabilities: capabilities(request.capabilities.as_ref(), "capabilities")?,
+    })
+}
+
+/// What a node reports it can do besides rendering (unset: render only).
+pub(super) fn capabilities(wire: Option<&pb::NodeCapabilities>, field: &str) -> Result<NodeCapabilities, FieldError> {
+    let Some(wire) = wire else {
+        return Ok(NodeCapabilities::default());
+    };
+    let encoder = match &wire.encoder {
+        None => None,
+        Some(encoder) => {
+            let version = |value: &str, name: &str| -> Result<String, FieldError> {
+                let name = format!("{field}.encoder.{name}");
+                let text = bounded_text(value, &name, 128)?;
+                if text.is_empty() {
+                    return Err(FieldError::new(name, "is required when an encoder is reported"));
+                }
+                Ok(text)
+            };
+            Some(EncoderVersions {
+                ffmpeg: version(&encoder.ffmpeg_version, "ffmpeg_version")?,
+                ffprobe: version(&encoder.ffprobe_version, "ffprobe_version")?,
+            })
+        }
+    };
+    if wire.encode_only && encoder.is_none() {
+        return Err(FieldError::new(
+            format!("{field}.encode_only"),
+            "a node without After Effects takes encode work only, so it must report an encoder",
+        ));
+    }
+    Ok(NodeCapabilities {
+        encoder,
+        encode_only: wire.encode_only,
     })
 }
 

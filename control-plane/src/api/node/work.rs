@@ -13,7 +13,7 @@ use tracing::{info, instrument};
 use super::node_of;
 use crate::{
     api::{AppState, bounded_text, convert},
-    db::frame_jobs::{Completion, CompletionVerdict, LeaseClaim},
+    db::frame_jobs::{Completion, CompletionVerdict, ExportReport, LeaseClaim},
     error::ControlPlaneResult,
     leases::{self, FailureReport},
 };
@@ -98,6 +98,53 @@ pub(super) async fn report_progress(
     })
 }
 
+/// A reported export, checked field by field (`prefix` names it in errors).
+fn export_report(export: &pb::Export, prefix: &str) -> Result<ExportReport, FieldError> {
+    let field = |name: &str| format!("{prefix}{name}");
+    let location = bounded_text(&export.location, &field("location"), 2048)?;
+    if location.is_empty() {
+        return Err(FieldError::new(field("location"), "is required"));
+    }
+    if !matches!(export.format.as_str(), "mp4" | "mov" | "webm" | "gif") {
+        return Err(FieldError::new(field("format"), "must be mp4, mov, webm or gif"));
+    }
+    for (value, name) in [(export.width, "width"), (export.height, "height")] {
+        if !(1..=16_384).contains(&value) {
+            return Err(FieldError::new(field(name), "must be between 1 and 16384"));
+        }
+    }
+    if export.size_bytes <= 0 {
+        return Err(FieldError::new(field("size_bytes"), "must be > 0"));
+    }
+    let hash = ContentHash::parse_hex(&export.blake3_hex, &field("blake3_hex"))?;
+    let duration = export
+        .duration
+        .as_ref()
+        .filter(|duration| duration.seconds >= 0 && (0..1_000_000_000).contains(&duration.nanos))
+        .ok_or_else(|| FieldError::new(field("duration"), "is required and must be >= 0"))?;
+    let duration_ms = duration
+        .seconds
+        .checked_mul(1000)
+        .and_then(|ms| ms.checked_add(i64::from(duration.nanos / 1_000_000)))
+        .ok_or_else(|| FieldError::new(field("duration"), "is too long"))?;
+    let codec = |value: &str, name: &str| bounded_text(value, &field(name), 64);
+    let video_codec = codec(&export.video_codec, "video_codec")?;
+    if video_codec.is_empty() {
+        return Err(FieldError::new(field("video_codec"), "is required"));
+    }
+    Ok(ExportReport {
+        location,
+        format: export.format.clone(),
+        width: export.width,
+        height: export.height,
+        size_bytes: export.size_bytes,
+        blake3_hex: hash.to_hex(),
+        duration_ms,
+        video_codec,
+        audio_codec: codec(&export.audio_codec, "audio_codec")?,
+    })
+}
+
 #[instrument(skip_all, fields(node_id, chunks = request.get_ref().chunks.len()))]
 pub(super) async fn complete_work(
     state: &AppState,
@@ -143,6 +190,11 @@ pub(super) async fn complete_work(
             token: claim.token,
             outputs: serde_json::Value::Array(outputs),
             render_seconds: chunk.render_seconds,
+            export: chunk
+                .export
+                .as_ref()
+                .map(|export| export_report(export, &format!("chunks[{index}].export.")))
+                .transpose()?,
         });
     }
     let verdicts = leases::complete(&state.pool, node_id, &completions, &state.metrics).await?;
@@ -154,6 +206,7 @@ pub(super) async fn complete_work(
                 CompletionVerdict::Accepted => pb::CompletionOutcome::Accepted,
                 CompletionVerdict::Duplicate => pb::CompletionOutcome::Duplicate,
                 CompletionVerdict::Stale => pb::CompletionOutcome::StaleLease,
+                CompletionVerdict::JobEnded => pb::CompletionOutcome::JobEnded,
             } as i32,
         })
         .collect();

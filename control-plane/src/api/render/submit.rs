@@ -14,7 +14,7 @@ use super::{CALLERS, project};
 use crate::{
     api::{AppState, bounded_text, convert, validate_tags},
     error::{ControlPlaneError, ControlPlaneResult},
-    jobs::{self, AudioSpec, NewJob, OutputSpec, Requirements, TemplateSpec},
+    jobs::{self, AudioSpec, NewJob, OutputSpec, Requirements, TemplateSpec, model::is_video_container},
 };
 
 const MAX_TEMPLATE_BYTES: i64 = 64 * 1024 * 1024 * 1024;
@@ -83,6 +83,22 @@ pub fn validate_submission(request: &pb::SubmitRenderJobRequest) -> Result<NewJo
     let sfx = audio(&request.sfx, "sfx")?;
     let voiceover = audio(&request.voiceover, "voiceover")?;
     let project_audio = project::audio(request, duration_ms)?;
+    // A video's audio is mixed by a node that must verify each file: the URL-only tracks carry
+    // no checksum, so they would be mixed unverified or dropped silently. Neither: refused.
+    if is_video_container(&output.container) {
+        for (track, field) in [(&music, "music"), (&sfx, "sfx"), (&voiceover, "voiceover")] {
+            if track.is_some() {
+                return Err(FieldError::new(
+                    field,
+                    format!(
+                        "a {} is mixed from `audio` (each file with its BLAKE3); the URL-only tracks \
+                         are kept for png_sequence jobs only",
+                        output.container
+                    ),
+                ));
+            }
+        }
+    }
     let voiceover_given = voiceover.is_some() || project_audio.as_ref().is_some_and(|audio| audio.voiceover.is_some());
     if request.has_voiceover != voiceover_given {
         return Err(FieldError::new(

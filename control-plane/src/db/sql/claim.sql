@@ -1,8 +1,11 @@
 -- Claims up to N pending frame chunks for one node, fairly across tenants, in one statement.
 -- $1 node id, $2 node os, $3 node AE version, $4 node tags, $5 chunks wanted, $6 lease TTL (s),
 -- $7 default guaranteed leases, $8 default burst cap (0: none), $9 template hashes in the
--- node's cache, $10 candidate window per tenant, $11 tenants considered, $12 bad-node grace (s).
--- docs/dispatch.md explains the ordering.
+-- node's cache, $10 candidate window per tenant, $11 tenants considered, $12 bad-node grace (s),
+-- $13 the node renders (has After Effects), $14 the node encodes (has ffmpeg).
+-- docs/dispatch.md explains the ordering. A work item is a chunk of frames ('render') or a job's
+-- encode ('encode', pending once every chunk is in): a node is offered the kinds it can do, and
+-- the job's render requirements (OS, AE version, tags) apply to its chunks only.
 WITH RECURSIVE pending_tenants(tenant_id) AS (
     -- Loose index scan: one probe per tenant with pending work, not one row per pending chunk.
     (SELECT f.tenant_id FROM render.frame_jobs f WHERE f.state = 'pending' ORDER BY f.tenant_id LIMIT 1)
@@ -27,13 +30,14 @@ tenant_load AS (
       -- node may run compete for it, so unrunnable work ranked higher cannot hide runnable work.
       AND EXISTS (
           SELECT 1 FROM render.render_jobs j
-          WHERE j.tenant_id = p.tenant_id AND j.status IN ('queued', 'rendering')
-            AND (j.required_os IS NULL OR j.required_os = $2)
-            AND (j.required_ae_version IS NULL OR starts_with($3, j.required_ae_version))
-            AND j.required_tags <@ $4::text[]
+          WHERE j.tenant_id = p.tenant_id AND j.status IN ('queued', 'rendering', 'rendered', 'encoding')
             AND EXISTS (
                 SELECT 1 FROM render.frame_jobs f
                 WHERE f.job_id = j.id AND f.state = 'pending'
+                  AND CASE WHEN f.kind = 'encode' THEN $14
+                           ELSE $13 AND (j.required_os IS NULL OR j.required_os = $2)
+                                AND (j.required_ae_version IS NULL OR starts_with($3, j.required_ae_version))
+                                AND j.required_tags <@ $4::text[] END
                   AND NOT EXISTS (SELECT 1 FROM render.job_bad_nodes b WHERE b.job_id = j.id AND b.node_id = $1
                                   AND f.updated_at > now() - make_interval(secs => $12))))
 ),
@@ -61,9 +65,10 @@ candidates AS (
         JOIN render.render_jobs j ON j.id = f.job_id
         WHERE f.tenant_id = e.tenant_id
           AND f.state = 'pending'
-          AND (j.required_os IS NULL OR j.required_os = $2)
-          AND (j.required_ae_version IS NULL OR starts_with($3, j.required_ae_version))
-          AND j.required_tags <@ $4::text[]
+          AND CASE WHEN f.kind = 'encode' THEN $14
+                   ELSE $13 AND (j.required_os IS NULL OR j.required_os = $2)
+                        AND (j.required_ae_version IS NULL OR starts_with($3, j.required_ae_version))
+                        AND j.required_tags <@ $4::text[] END
           -- A bad node is skipped until the chunk has waited the grace with no other taker
           -- (updated_at: when it went back to pending), so a job never starves on it.
           AND NOT EXISTS (SELECT 1 FROM render.job_bad_nodes b WHERE b.job_id = f.job_id AND b.node_id = $1
@@ -99,23 +104,31 @@ claimed AS (
     FROM chosen
     WHERE f.id = chosen.id
     RETURNING f.id, f.job_id, f.tenant_id, f.chunk_index, f.frame_start, f.frame_end, f.lease_token,
-              f.lease_expires_at, f.attempt, f.frames_written, f.scene_index
+              f.lease_expires_at, f.attempt, f.frames_written, f.scene_index, f.kind
 ),
 started AS (
     -- The claim holds chunk locks, so it must never wait for a job lock (others take jobs
-    -- first): a job locked right now stays 'queued' until its next claim or completion.
+    -- first): a job locked right now stays 'queued' ('rendered') until its next claim or
+    -- completion. A 'rendered' job's only pending item is its encode.
     UPDATE render.render_jobs j
-    SET status = 'rendering', started_at = now(), updated_at = now()
-    FROM (SELECT q.id FROM render.render_jobs q
-          WHERE q.id IN (SELECT job_id FROM claimed) AND q.status = 'queued'
+    SET status = CASE WHEN s.status = 'queued' THEN 'rendering' ELSE 'encoding' END,
+        started_at = coalesce(j.started_at, now()), updated_at = now()
+    FROM (SELECT q.id, q.status FROM render.render_jobs q
+          WHERE q.id IN (SELECT job_id FROM claimed) AND q.status IN ('queued', 'rendered')
           FOR NO KEY UPDATE SKIP LOCKED) s
     WHERE j.id = s.id
 )
--- A project's chunk renders its scene's composition with the user's values for that scene.
+-- A project's chunk renders its scene's composition with the user's values for that scene; an
+-- encode item takes the job's scenes (index and frames, in play order) and audio.
 SELECT c.id, c.job_id, c.tenant_id, c.chunk_index, c.frame_start, c.frame_end, c.lease_token, c.lease_expires_at,
        c.attempt, c.frames_written, j.template_id, j.template_version, j.template_url, j.template_hash,
        j.template_size_bytes, coalesce(s.composition, j.composition) AS composition, j.fps::float8 AS fps,
-       j.output_settings, c.scene_index, s.scene_id, s.fields AS scene_fields
+       j.output_settings, c.scene_index, s.scene_id, s.fields AS scene_fields, c.kind,
+       CASE WHEN c.kind = 'encode' THEN j.audio END AS audio,
+       CASE WHEN c.kind = 'encode' THEN
+           (SELECT coalesce(jsonb_agg(jsonb_build_array(a.scene_index, a.frame_start, a.frame_end)
+                                      ORDER BY a.scene_index), '[]')
+            FROM render.job_scenes a WHERE a.job_id = c.job_id) END AS encode_scenes
 FROM claimed c
 JOIN render.render_jobs j ON j.id = c.job_id
 LEFT JOIN render.job_scenes s ON s.job_id = c.job_id AND s.scene_index = c.scene_index

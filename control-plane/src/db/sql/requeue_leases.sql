@@ -24,4 +24,4 @@ SET state = CASE WHEN $4 AND f.attempt >= j.max_attempts THEN 'failed' ELSE 'pen
     updated_at = now()
 FROM target t, render.render_jobs j
 WHERE f.id = t.id AND j.id = f.job_id
-RETURNING f.id, f.job_id, f.tenant_id, f.chunk_index, f.frame_start, f.frame_end, f.state, f.attempt, t.node_id
+RETURNING f.id, f.job_id, f.tenant_id, f.chunk_index, f.frame_start, f.frame_end, f.state, f.attempt, t.node_id, f.kind
