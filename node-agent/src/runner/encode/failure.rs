@@ -15,13 +15,16 @@
 //! | local disk trouble, the encoded file changed before it was stored | output_write | retry elsewhere |
 //! | the store is unreachable or overloaded (retryable) | output_write | back off |
 //!
+//! Tracks are named as the job's request names them (`audio.music`, `audio.sfx[1]`), whichever
+//! step failed (download or decode).
+//!
 //! `template_error` is not used: it means a broken After Effects template to the control plane.
 //! Encode failures do not count towards the crash loop, whose canary proves After Effects
 //! (`service::work`).
 
 use flatrender_proto::types::{CrashClass, RecoveryAction};
 
-use crate::encode::EncodeError;
+use crate::encode::{EncodeError, Tracks};
 use crate::export::ExportError;
 use crate::recovery::Failure;
 
@@ -66,7 +69,10 @@ impl Failed {
 pub(super) fn encode_failed(error: &EncodeError) -> Failed {
     use CrashClass as C;
     use RecoveryAction as A;
-    let message = error.to_string();
+    let message = match error {
+        EncodeError::Input { tracks, reason } => format!("{}: {reason}", field_names(tracks)),
+        _ => error.to_string(),
+    };
     match error {
         _ if error.is_bad_content() => Failed::new(C::Unknown, A::FailJob, "bad_audio", message),
         EncodeError::Input { .. } => Failed::new(C::Unknown, A::RetryElsewhere, "frames_missing", message),
@@ -93,6 +99,24 @@ pub(super) fn encode_failed(error: &EncodeError) -> Failed {
     }
 }
 
+/// The tracks as the job's request names them (`audio.music`, `audio.sfx[1]`,
+/// `audio.voiceover`), the same names as a download failure's; frames keep the encode's own
+/// (`scene 0 frames`).
+fn field_names(tracks: &Tracks) -> String {
+    let names: Vec<String> = tracks
+        .0
+        .iter()
+        .map(|track| {
+            if track.is_audio() {
+                format!("audio.{track}")
+            } else {
+                track.to_string()
+            }
+        })
+        .collect();
+    names.join(", ")
+}
+
 /// An error of the output store.
 pub(super) fn store_failed(error: &ExportError) -> Failed {
     let message = format!("storing the export: {error}");
@@ -110,7 +134,7 @@ pub(super) fn store_failed(error: &ExportError) -> Failed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::encode::{Track, Tracks};
+    use crate::encode::Track;
 
     fn classified(failed: &Failed) -> (CrashClass, RecoveryAction, &str) {
         (
@@ -132,7 +156,15 @@ mod tests {
             classified(&bad_audio),
             (CrashClass::Unknown, RecoveryAction::FailJob, "bad_audio")
         );
-        assert!(bad_audio.failure.message.starts_with("sfx[1]: does not decode"));
+        assert!(bad_audio.failure.message.starts_with("audio.sfx[1]: does not decode"));
+        let shared = encode_failed(&EncodeError::Input {
+            tracks: Tracks(vec![Track::Music, Track::SoundEffect(0), Track::SoundEffect(3)]),
+            reason: "does not decode".into(),
+        });
+        assert_eq!(
+            shared.failure.message,
+            "audio.music, audio.sfx[0], audio.sfx[3]: does not decode"
+        );
         let frames = encode_failed(&EncodeError::Input {
             tracks: Tracks(vec![Track::SceneFrames(0)]),
             reason: "1 of 3 frames missing or empty, the first /r/j/out_00002.png".into(),

@@ -313,7 +313,7 @@ async fn bad_inputs_fail_naming_the_track_or_frame() {
     assert_eq!(download.recovery_action, RecoveryAction::RetryElsewhere.to_wire());
     let decode = &failures[1];
     assert_eq!(decode.frame_job_id, second.frame_job_id);
-    assert!(decode.message.starts_with("voiceover: "), "{}", decode.message);
+    assert!(decode.message.starts_with("audio.voiceover: "), "{}", decode.message);
     assert_eq!(decode.error_class, "bad_audio");
     assert_eq!(decode.recovery_action, RecoveryAction::FailJob.to_wire());
     let missing = &failures[2];
@@ -329,7 +329,7 @@ async fn bad_inputs_fail_naming_the_track_or_frame() {
     let late = &failures[3];
     assert_eq!(late.frame_job_id, late_music.frame_job_id);
     assert!(
-        late.message.starts_with("music: starts at 60000 ms"),
+        late.message.starts_with("audio.music: starts at 60000 ms"),
         "{}",
         late.message
     );
