@@ -341,7 +341,9 @@ async fn a_cancel_during_the_encode_stores_nothing() {
 /// and a URL nobody answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_audio_fails_the_job_naming_the_track() {
-    let farm = Farm::start(&[]).await;
+    // A download failure is retried elsewhere, which puts the one node on the job's bad-node
+    // list: it takes the encode again once the item has waited this long with no other taker.
+    let farm = Farm::start(&[("FLATRENDER_DISPATCH__BAD_NODE_GRACE_SECONDS", "1")]).await;
     let _agent = farm.agent("node-a", &fake_aerender(), &[]);
     wait_online(&farm, 1).await;
 
@@ -369,7 +371,11 @@ async fn bad_audio_fails_the_job_naming_the_track() {
         .voiceover
         .as_mut()
         .expect("voiceover");
-    voice.file.as_mut().expect("file").url = "http://127.0.0.1:9/vo.wav".into();
+    // Bytes of its own: the agent's asset cache is keyed by BLAKE3, and the garbled job's
+    // voiceover (the same tone) is already in it, whatever URL names it.
+    let mut file = asset(&farm, "unreachable-vo.wav", tone(450, 0.5));
+    file.url = "http://127.0.0.1:9/vo.wav".into();
+    voice.file = Some(file);
     let job = farm.submit_with(unreachable).await;
     let done = farm.wait_terminal(&job.id, WAIT_LIMIT * 3).await;
     assert_eq!(done.status(), pb::JobStatus::Failed, "{}", farm.logs());

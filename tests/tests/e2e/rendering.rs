@@ -168,7 +168,12 @@ async fn short_lease_farm() -> Farm {
 /// Waits until `agent` has an aerender running (so a chunk is mid-render), then kills the
 /// control plane; returns when that happened.
 async fn kill_control_plane_mid_render(farm: &mut Farm, agent: &Agent) -> tokio::time::Instant {
-    let rendering = wait_until(WAIT_LIMIT, || async { !leftover_processes(agent).is_empty() }).await;
+    // The double started and a tagged process lives: the agent's own tagged processes at start
+    // (`ffmpeg -version`, `ffprobe -version`) come before it registers, so they are not a render.
+    let rendering = wait_until(WAIT_LIMIT, || async {
+        agent.fake_runs() > 0 && !leftover_processes(agent).is_empty()
+    })
+    .await;
     assert!(rendering, "the agent never started rendering\n{}", farm.logs());
     farm.kill_control_plane();
     tokio::time::Instant::now()
