@@ -6,7 +6,7 @@
 //! folder is removed when the chunk's work ends, whatever the outcome.
 
 mod encode;
-mod layout;
+pub(crate) mod layout;
 mod watch;
 
 use std::{

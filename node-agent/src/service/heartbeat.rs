@@ -81,12 +81,13 @@ impl Agent {
             // Until one heartbeat of this run got through: ffmpeg may have come or gone since the
             // node registered, and a stored credential skips registration.
             capabilities: (!self.capabilities_reported.load(Ordering::Relaxed)).then(|| self.capabilities()),
-            frames_removed_job_ids: Vec::new(),
+            frames_removed_job_ids: self.take_frames_removed(),
             // Taken, not read: a probe passing while this heartbeat is in flight is not lost.
             probe_succeeded: self.probe_succeeded.swap(false, Ordering::Relaxed),
         };
         let probe_succeeded = request.probe_succeeded;
         let reports_capabilities = request.capabilities.is_some();
+        let frames_removed = request.frames_removed_job_ids.clone();
         match self.client.heartbeat(request).await {
             Ok(response) => {
                 *resync_cache = false;
@@ -110,7 +111,7 @@ impl Agent {
                         }
                         pb::node_command::Command::Drain(_) => {}
                         pb::node_command::Command::PrefetchTemplate(prefetch) => self.prefetch(prefetch),
-                        pb::node_command::Command::RemoveFrames(_) => {}
+                        pb::node_command::Command::RemoveFrames(remove) => self.remove_frames(&remove),
                     }
                 }
                 self.leases.renewed_except(&lost);
@@ -122,6 +123,7 @@ impl Agent {
                     self.probe_succeeded.store(true, Ordering::Relaxed);
                 }
                 warn!(%error, "heartbeat failed");
+                self.keep_frames_removed(frames_removed);
                 self.keep_health(health).await;
                 if error.code() == Some(tonic::Code::Unauthenticated) {
                     warn!("node token refused; registering again");

@@ -43,6 +43,7 @@ use crate::{
     supervisor,
 };
 
+mod frames;
 mod health;
 mod heartbeat;
 mod programs;
@@ -83,6 +84,8 @@ pub struct Agent {
     probe_succeeded: AtomicBool,
     /// Set once a heartbeat of this run delivered the node's capabilities.
     capabilities_reported: AtomicBool,
+    /// Jobs whose frames were removed, to confirm with the next heartbeat.
+    frames_removed: Arc<Mutex<Vec<String>>>,
     crash_loop: Mutex<CrashLoopDetector>,
     back_off_until: Mutex<Option<Instant>>,
     heartbeat_interval: Mutex<Duration>,
@@ -189,6 +192,7 @@ impl Agent {
             quarantine_acknowledged: AtomicBool::new(false),
             probe_succeeded: AtomicBool::new(false),
             capabilities_reported: AtomicBool::new(false),
+            frames_removed: Arc::default(),
             crash_loop: Mutex::new(CrashLoopDetector::new(
                 config.recovery.crash_loop_threshold,
                 Duration::from_secs(config.recovery.crash_loop_window_seconds),

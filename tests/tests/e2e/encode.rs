@@ -288,8 +288,10 @@ async fn an_agent_killed_while_uploading_still_ends_with_one_export() {
     );
 }
 
-/// A job cancelled while its encode is storing: the agent stops, the job stays cancelled, no
-/// export row is written and the file service ends up holding nothing.
+/// A job cancelled while its encode is storing: the upload still reaches the file service (a
+/// cut-off upload may have arrived whole, so the agent finishes it and reports), the control plane
+/// answers that the job ended, the agent removes the upload, and the job stays cancelled with no
+/// export row and nothing stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_during_the_encode_stores_nothing() {
     let farm = Farm::start(&[]).await;
@@ -318,21 +320,25 @@ async fn a_cancel_during_the_encode_stores_nothing() {
         ))
         .await
         .expect("cancel");
-    // The agent hears of it with its next heartbeat and lets go of the lease.
-    let let_go = wait_until(WAIT_LIMIT, || async {
-        farm.count(&format!(
-            "SELECT count(*) FROM render.frame_jobs WHERE job_id = '{}' AND state = 'leased'",
-            job.id
-        ))
-        .await
-            == 0
-            && agent.log_text().contains("encode stopped")
+    // The agent hears of it with its next heartbeat (the control plane tells it the lease is gone).
+    let told = wait_until(WAIT_LIMIT, || async {
+        agent.log_text().contains("control plane cancelled a lease")
     })
     .await;
-    assert!(let_go, "{}", agent.log_text());
+    assert!(told, "{}", agent.log_text());
     files.release_uploads();
-    let nothing = wait_until(WAIT_LIMIT, || async { files.objects().is_empty() }).await;
-    assert!(nothing, "{:?}", files.objects().keys().collect::<Vec<_>>());
+    let discarded = wait_until(WAIT_LIMIT, || async {
+        files.completed_uploads() == 1
+            && files.objects().is_empty()
+            && agent.log_text().contains("stored export discarded")
+    })
+    .await;
+    assert!(
+        discarded,
+        "{:?}\n{}",
+        files.objects().keys().collect::<Vec<_>>(),
+        agent.log_text()
+    );
     assert_eq!(farm.job(&job.id).await.status(), pb::JobStatus::Cancelled);
     assert_eq!(exports_of(&farm, &job.id).await, 0);
 }
@@ -385,4 +391,40 @@ async fn bad_audio_fails_the_job_naming_the_track() {
         done.failure_reason
     );
     assert_eq!(exports_of(&farm, &job.id).await, 0);
+}
+
+/// A finished job's frames go after the retention time: the control plane tells the node that
+/// rendered them, the node removes the job's folder and confirms, and the confirmation is
+/// recorded; the exported video stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_of_a_finished_job_are_removed_and_the_export_stays() {
+    let farm = Farm::start(&[("FLATRENDER_DISPATCH__FRAMES_RETENTION_SECONDS", "0")]).await;
+    let agent = farm.agent("node-a", &fake_aerender(), &[]);
+    wait_online(&farm, 1).await;
+    let job = farm.submit_with(project(&farm, "kept", "gif")).await;
+    let done = farm.wait_terminal(&job.id, WAIT_LIMIT * 2).await;
+    assert_eq!(
+        done.status(),
+        pb::JobStatus::Completed,
+        "{}\n{}",
+        done.failure_reason,
+        farm.logs()
+    );
+    let export = done.export.expect("export");
+    assert_eq!((export.format.as_str(), export.audio_codec.as_str()), ("gif", ""));
+    let frames = farm.dir.path().join("renders").join(&job.id);
+    let removed = wait_until(WAIT_LIMIT, || async {
+        !frames.exists()
+            && farm
+                .count(&format!(
+                    "SELECT count(*) FROM render.frame_jobs WHERE job_id = '{}' AND kind = 'render' \
+                     AND frames_removed_at IS NULL",
+                    job.id
+                ))
+                .await
+                == 0
+    })
+    .await;
+    assert!(removed, "{}\n{}", frames.display(), agent.log_text());
+    assert!(Path::new(&export.location).is_file(), "the export stays");
 }

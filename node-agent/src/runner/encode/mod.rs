@@ -5,9 +5,14 @@
 //! output store (`crate::export`) and queue the completion with its export in the outbox.
 //!
 //! Leases work as for renders: heartbeats and progress reports renew it, a lost lease kills
-//! ffmpeg through the lease's cancel token and reports nothing (an export already stored stays:
-//! the successor adopts it), shutdown and self-fencing hand the item back. Failures are
-//! classified in `failure`.
+//! ffmpeg through the lease's cancel token and reports nothing, shutdown and self-fencing hand the
+//! item back. Failures are classified in `failure`.
+//!
+//! Once the store has begun, a lost lease no longer stops it: an upload cut off may still have
+//! reached the store whole, and then nobody would know it is there. The store runs to its end
+//! (bounded by the store's own timeouts; only a shutdown cancels it) and the completion is
+//! reported anyway: the control plane answers STALE (the file stays, the successor adopts it) or
+//! JOB_ENDED (delivery removes it), so a cancelled job never keeps a stored file.
 
 mod audio;
 mod failure;
@@ -19,6 +24,7 @@ use std::sync::Arc;
 use flatrender_proto::pb;
 use flatrender_proto::types::{ContentHash, CrashClass, RecoveryAction};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use self::failure::{Failed, encode_failed, store_failed};
@@ -45,11 +51,12 @@ pub async fn run_encode(
         remove_attempt_dir(dir).await;
     }
     let outcome = match (result, lease.stop_reason()) {
-        (_, Some(StopReason::LeaseLost)) => {
+        (Err(_), Some(StopReason::LeaseLost)) => {
             info!(frame_job_id = %assignment.frame_job_id, "encode stopped: lease no longer ours; results discarded");
             return ChunkOutcome::Stopped(StopReason::LeaseLost);
         }
-        // Stored: it counts even if a stop came in the last moment (the fencing token decides).
+        // Stored: reported even when the lease was lost meanwhile; the fencing token decides
+        // whether it counts, and the verdict whether the stored file stays (module doc).
         (Ok(export), _) => {
             let item = OutboxItem::Completion(ChunkCompletion {
                 frame_job_id: assignment.frame_job_id.clone(),
@@ -214,11 +221,23 @@ async fn encode_and_store(
         )
     })?;
     let key = ExportKey::new(plan.tenant_id, plan.job_id, &plan.file_name()).map_err(|error| store_failed(&error))?;
+    // Only a shutdown stops a store that has begun (module doc).
+    let store_cancel = CancellationToken::new();
+    let watch = tokio::spawn({
+        let (lease, store_cancel) = (lease.clone(), store_cancel.clone());
+        async move {
+            lease.cancel.cancelled().await;
+            if lease.stop_reason() == Some(StopReason::Shutdown) {
+                store_cancel.cancel();
+            }
+        }
+    });
     let stored = context
         .exports
-        .store(&video.path, &key, &checksum, video.size_bytes, &lease.cancel)
-        .await
-        .map_err(|error| store_failed(&error))?;
+        .store(&video.path, &key, &checksum, video.size_bytes, &store_cancel)
+        .await;
+    watch.abort();
+    let stored = stored.map_err(|error| store_failed(&error))?;
     info!(
         frame_job_id = %assignment.frame_job_id,
         location = %stored.location,
