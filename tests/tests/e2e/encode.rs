@@ -428,3 +428,40 @@ async fn frames_of_a_finished_job_are_removed_and_the_export_stays() {
     assert!(removed, "{}\n{}", frames.display(), agent.log_text());
     assert!(Path::new(&export.location).is_file(), "the export stays");
 }
+
+/// The control plane goes down while a node is storing the export and comes back: the lease
+/// survives in PostgreSQL, the report goes through, and the job completes with one export.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_control_plane_restart_during_the_encode_loses_nothing() {
+    let mut farm = Farm::start(&[]).await;
+    let files = FileService::start().await;
+    let agent = farm.agent(
+        "node-a",
+        &fake_aerender(),
+        &[
+            ("FLATRENDER_AGENT_EXPORT__STORE", "http"),
+            ("FLATRENDER_AGENT_EXPORT__URL", files.base_url.as_str()),
+        ],
+    );
+    wait_online(&farm, 1).await;
+    files.hold_uploads();
+    let job = farm.submit_with(project(&farm, "restart", "mp4")).await;
+    assert!(files.wait_uploads_started(1, WAIT_LIMIT).await, "{}", agent.log_text());
+    farm.kill_control_plane();
+    files.release_uploads();
+    // Stored while the control plane is away: the report waits in the agent's outbox.
+    let stored = wait_until(WAIT_LIMIT, || async { files.objects().len() == 1 }).await;
+    assert!(stored, "{}", agent.log_text());
+    farm.start_control_plane().await;
+    let done = farm.wait_terminal(&job.id, WAIT_LIMIT * 2).await;
+    assert_eq!(
+        done.status(),
+        pb::JobStatus::Completed,
+        "{}\n{}",
+        done.failure_reason,
+        farm.logs()
+    );
+    assert_eq!(exports_of(&farm, &job.id).await, 1);
+    assert_eq!(files.objects().len(), 1);
+    assert_eq!(files.completed_uploads(), 1, "the encode was not redone");
+}

@@ -110,6 +110,35 @@ async fn show_lists_a_projects_scenes() {
     assert!(table.contains("Outro"), "{table}");
 }
 
+/// `jobs show` lists a video job's export and its encode item, in both outputs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_lists_the_export() {
+    let farm = Farm::start(&[]).await;
+    let mut request = farm.submit_request("exported", "Main", 40, 0, 9);
+    request.output.as_mut().unwrap().container = "webm".into();
+    let job = farm.submit_with(request).await;
+    let _agent = farm.agent("node-e", &fake_aerender(), &[]);
+    let done = farm.wait_terminal(&job.id, WAIT_LIMIT).await;
+    let export = done.export.expect("a completed video job has its export");
+
+    let shown = frctl(&farm, &["--output", "json", "jobs", "show", &job.id]).await;
+    let shown = shown.expect_code(0).json();
+    assert_eq!(shown["job"]["export"]["location"], export.location.as_str(), "{shown}");
+    assert_eq!(shown["job"]["export"]["format"], "webm");
+    assert_eq!(shown["job"]["export"]["blake3_hex"], export.blake3_hex.as_str());
+    let kinds: Vec<&str> = shown["chunks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|chunk| chunk["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.iter().filter(|kind| **kind == "encode").count(), 1, "{shown}");
+    let table = frctl(&farm, &["jobs", "show", &job.id]).await;
+    let table = &table.expect_code(0).stdout;
+    assert!(table.contains("export:") && table.contains(&export.location), "{table}");
+    assert!(table.contains("vp9 + opus") && table.contains("encode"), "{table}");
+}
+
 /// A watch survives a control-plane restart and exits 8 when the job is cancelled; a cancelled
 /// job can be retried once, and retrying a live job is a conflict.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
