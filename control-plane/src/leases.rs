@@ -17,7 +17,8 @@ use crate::{
     config::DispatchConfig,
     db::{
         self, DbError,
-        frame_jobs::{Completion, CompletionVerdict, LeaseClaim, LeaseSelector, RequeuedRow, describe_item},
+        completions::{Completion, CompletionVerdict},
+        frame_jobs::{LeaseClaim, LeaseSelector, RequeuedRow, describe_item},
     },
     dispatch::Dispatcher,
     error::{ControlPlaneError, ControlPlaneResult},
@@ -119,12 +120,12 @@ pub async fn complete(
     let mut transaction = pool.begin().await?;
     db::frame_jobs::lock_jobs_of_leases(&mut transaction, &LeaseSelector::Chunks(&chunks)).await?;
     db::frame_jobs::lock_chunks(&mut transaction, &chunks).await?;
-    let db::frame_jobs::CompletionOutcome {
+    let db::completions::CompletionOutcome {
         verdicts,
         mut finished_jobs,
         encode_queued,
         invalid,
-    } = db::frame_jobs::complete(&mut transaction, node_id, completions).await?;
+    } = db::completions::complete(&mut transaction, node_id, completions).await?;
     if let Some(&index) = invalid.first() {
         // Dropping the transaction rolls it back: nothing of this request is recorded.
         return Err(FieldError::new(

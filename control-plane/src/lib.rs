@@ -5,8 +5,11 @@
 //! - `config`: layered configuration with one validation pass.
 //! - `api`: the gRPC edge (`RenderService`, `NodeService`, `AdminService`), validation there.
 //! - `jobs`: submission (chunking), reads with progress/ETA, cancel, retry.
-//! - `dispatch`: fair, cache-affine claims under leases; wake-ups of long-polling nodes.
-//! - `leases`: renewal, progress, completion, failure, and the reaper.
+//! - `dispatch`: fair, cache-affine claims of chunks and encode items (to nodes that can do
+//!   them) under leases; wake-ups of long-polling nodes.
+//! - `leases`: renewal, progress, completion (a video's last chunk queues its encode, the
+//!   encode's export completes the job), failure, and the reaper.
+//! - `retention`: finished jobs' frames removed from their nodes after the retention time.
 //! - `nodes`: registration, node state machine, coalesced liveness.
 //! - `health`: batched health-sample ingestion. `partitions`: monthly partition upkeep.
 //! - `readiness`: one database probe behind `/readyz` and gRPC health.

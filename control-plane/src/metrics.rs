@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::{
-    db::{self, frame_jobs::CompletionVerdict},
+    db::{self, completions::CompletionVerdict},
     shutdown::sleep_or_shutdown,
     views::HealthSample,
 };

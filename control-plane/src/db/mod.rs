@@ -3,6 +3,7 @@
 //! Repository modules (one per table group) take `&mut PgConnection` so the service layer can
 //! compose several statements into one transaction.
 
+pub mod completions;
 pub mod crashes;
 pub mod frame_job_admin;
 pub mod frame_jobs;

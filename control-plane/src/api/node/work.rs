@@ -13,7 +13,10 @@ use tracing::{info, instrument};
 use super::node_of;
 use crate::{
     api::{AppState, bounded_text, convert},
-    db::frame_jobs::{Completion, CompletionVerdict, ExportReport, LeaseClaim},
+    db::{
+        completions::{Completion, CompletionVerdict, ExportReport},
+        frame_jobs::LeaseClaim,
+    },
     error::ControlPlaneResult,
     leases::{self, FailureReport},
 };
