@@ -452,12 +452,13 @@ struct HotTemplateRow {
 }
 
 /// Distinct templates among the first pending chunks in dispatch order (what idle nodes should
-/// fetch before they are asked to render it).
+/// fetch before they are asked to render it); a waiting encode needs no template.
 pub(crate) async fn hot_templates(connection: &mut PgConnection, limit: i64) -> Result<Vec<TemplateSpec>, DbError> {
     let rows = sqlx::query_as::<_, HotTemplateRow>(
         "SELECT DISTINCT ON (head.template_hash) head.template_hash, j.template_id, j.template_version, j.template_url,
                 j.template_size_bytes
-         FROM (SELECT f.template_hash, f.job_id FROM render.frame_jobs f WHERE f.state = 'pending'
+         FROM (SELECT f.template_hash, f.job_id FROM render.frame_jobs f
+               WHERE f.state = 'pending' AND f.kind = 'render'
                ORDER BY f.priority DESC, f.queued_at LIMIT 200) head
          JOIN render.render_jobs j ON j.id = head.job_id
          ORDER BY head.template_hash

@@ -7,7 +7,8 @@ use flatrender_proto::{pb, types::TenantId};
 
 use crate::projects::project_request;
 use crate::support::{
-    Farm, TestNode, authed, completed_chunk, encoder_registration, eventually, export_of, job_request, test_config,
+    Farm, HASH_B, TestNode, authed, completed_chunk, encoder_registration, eventually, export_of, job_request,
+    test_config,
 };
 
 /// Submits `request` as the backend.
@@ -294,4 +295,54 @@ async fn capabilities_are_validated_shown_and_updated() {
     let render = node.acquire(1).await.remove(0);
     assert_eq!(node.complete(&render).await, pb::CompletionOutcome::Accepted);
     assert_eq!(node.acquire(1).await.remove(0).kind(), pb::WorkKind::Encode);
+}
+
+/// A waiting encode does not make its template "hot": idle render nodes are told to prefetch the
+/// templates chunks need, not the template of a job whose frames are all in.
+#[tokio::test]
+async fn a_pending_encode_does_not_make_its_template_hot() {
+    let farm = Farm::start().await;
+    let encoded = submit(&farm, video_request("mp4")).await;
+    let mut renderer = farm.register("render-1", &[]).await;
+    render_all(&mut renderer, 1).await;
+    assert_eq!(farm.job(&encoded.id).await.status(), pb::JobStatus::Rendered);
+    // Submitted after the encode was queued: any view of the queue that has it has the encode too.
+    let mut request = job_request(TenantId::new_random(), 0, 9);
+    request.template.as_mut().unwrap().blake3_hex = HASH_B.into();
+    submit(&farm, request).await;
+    let prefetches = |response: &pb::HeartbeatResponse| -> Vec<String> {
+        response
+            .commands
+            .iter()
+            .filter_map(|command| match &command.command {
+                Some(pb::node_command::Command::PrefetchTemplate(prefetch)) => {
+                    Some(prefetch.template.as_ref().unwrap().blake3_hex.clone())
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    // Suggestions come from a view of the queue refreshed every few seconds, and a view taken
+    // while the first job's chunk was pending rightly names its template. Heartbeat a probe node
+    // until a view with the png job's template is in place: every view from then on was taken
+    // with the encode waiting (and the png chunk too: nobody takes it).
+    let mut probe = farm.register("node-probe", &[]).await;
+    let deadline = tokio::time::Instant::now() + crate::support::PATIENCE;
+    loop {
+        let told = prefetches(&probe.heartbeat(pb::HeartbeatRequest::default()).await);
+        if told.contains(&HASH_B.to_string()) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the png job's template is never suggested"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // A fresh node gets one suggestion per heartbeat, in template order (HASH_B first): had the
+    // encode's template been hot, the second heartbeat would name it.
+    let mut idle = farm.register("node-idle", &[]).await;
+    let mut told = prefetches(&idle.heartbeat(pb::HeartbeatRequest::default()).await);
+    told.extend(prefetches(&idle.heartbeat(pb::HeartbeatRequest::default()).await));
+    assert_eq!(told, vec![HASH_B.to_string()]);
 }
