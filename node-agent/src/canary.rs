@@ -154,7 +154,7 @@ async fn render_and_verify(
     let command = runner::chunk_command(config, project, composition, frame, frame, &pattern_path, &output);
     let args = command.build_args(install.version.as_deref());
     let tag = format!("{}canary", context.process_tag_prefix);
-    let process = supervisor::spawn(&install.path, &args, &[], &tag)
+    let process = supervisor::spawn_aerender(&install.path, &args, &tag)
         .map_err(|error| format!("aerender did not start: {error}"))?;
     let record = runner::supervise(process, scratch, &pattern, &config.watchdog, stop, &mut |_| {}, None).await;
     crate::render_logs::keep(&config.node.state_dir, SCRATCH_DIR, &tag, &record.raw_log).await;

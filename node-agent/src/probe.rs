@@ -14,7 +14,7 @@ const PROBE_BUDGET: Duration = Duration::from_secs(60);
 /// Runs the probe; true when aerender answered.
 /// `tag` marks the processes (see `supervisor::spawn`).
 pub async fn probe(aerender: &Path, tag: &str, kill_grace: Duration) -> bool {
-    let mut process = match supervisor::spawn(aerender, ["-version"], &[], tag) {
+    let mut process = match supervisor::spawn_aerender(aerender, ["-version"], tag) {
         Ok(process) => process,
         Err(error) => {
             warn!(%error, "probe could not start aerender");

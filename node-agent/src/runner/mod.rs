@@ -319,7 +319,7 @@ async fn render(
         command.script.clone_from(&script);
         let args = command.build_args(install.version.as_deref());
         let tag = format!("{}{}/{}", context.process_tag_prefix, assignment.frame_job_id, first);
-        let process = supervisor::spawn(&install.path, &args, &[], &tag).map_err(|error| {
+        let process = supervisor::spawn_aerender(&install.path, &args, &tag).map_err(|error| {
             Failed::before_render(
                 CrashClass::LaunchFailure,
                 RecoveryAction::RetryElsewhere,

@@ -39,7 +39,7 @@ use std::path::PathBuf;
 pub use command::{ChunkCommand, FramePattern, MfrSetting, output_pattern};
 pub use discover::{AerenderInstall, InstallLayout, find_aerender};
 pub use output_watch::{FrameFile, OutputWatcher, scan_frames};
-pub use process::{ExitInfo, OutputLine, OutputStream, RunningProcess, spawn};
+pub use process::{ExitInfo, OutputLine, OutputStream, RunningProcess, spawn, spawn_aerender};
 pub use processes::{KillReport, ProcessCount, count_processes_named, sweep_tagged};
 
 /// Errors of the supervisor; messages say what was attempted and how to fix it.

@@ -113,7 +113,20 @@ pub struct RunningProcess {
     tree_verified_gone: bool,
 }
 
-/// Starts `program` with `args`, the agent's environment plus [`AERENDER_ENV`], then `env`, and
+/// Starts aerender: [`spawn`] with [`AERENDER_ENV`] added to the environment.
+pub fn spawn_aerender<I, S>(program: &Path, args: I, tag: &str) -> SupervisorResult<RunningProcess>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let env: Vec<(String, String)> = AERENDER_ENV
+        .iter()
+        .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+        .collect();
+    spawn(program, args, &env, tag)
+}
+
+/// Starts `program` with `args`, the agent's environment plus `env`, and
 /// `FLATRENDER_PROCESS_TAG=<tag>` (set last, so `env` cannot override it); stdin is null, stdout
 /// and stderr are piped to the line reader. Use a tag unique to this run (e.g.
 /// `<node prefix>/<frame job id>/<attempt>`): `kill_tree` kills every process carrying it.
@@ -132,7 +145,6 @@ where
     let mut command = Command::new(program);
     command
         .args(args)
-        .envs(AERENDER_ENV.iter().copied())
         .envs(env.iter().map(|(key, value)| (key, value)))
         .env(PROCESS_TAG_ENV, tag)
         .stdin(Stdio::null())
@@ -172,7 +184,7 @@ where
             stop_receiver,
         ));
     }
-    tracing::info!(pid, tag, program = %program.display(), "render process started");
+    tracing::info!(pid, tag, program = %program.display(), "supervised process started");
     Ok(RunningProcess {
         child,
         pid,

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use flatrender_node_agent::supervisor::{
     ChunkCommand, FramePattern, KillReport, OutputLine, OutputStream, OutputWatcher, RunningProcess,
-    count_processes_named, output_pattern, scan_frames, spawn, sweep_tagged,
+    count_processes_named, output_pattern, scan_frames, spawn, spawn_aerender, sweep_tagged,
 };
 use tokio::time::{Instant, timeout};
 
@@ -226,18 +226,25 @@ async fn lone_carriage_returns_split_into_lines() {
     assert!(process.wait().await.success());
 }
 
-/// Every render gets the OpenMP duplicate-runtime workaround (`KMP_DUPLICATE_LIB_OK=TRUE`, as
-/// Deadline and AWS Deadline Cloud set it; docs/aerender.md), and a caller's `env` comes after it.
+/// Every aerender gets the OpenMP duplicate-runtime workaround (`KMP_DUPLICATE_LIB_OK=TRUE`, as
+/// Deadline and AWS Deadline Cloud set it; docs/aerender.md); other programs (ffmpeg) do not, and a
+/// caller's `env` is passed as given.
 #[tokio::test]
-async fn aerender_environment_is_given_to_every_render() {
+async fn aerender_environment_is_given_to_aerender_only() {
     let scratch = Scratch::new("aerender-env");
-    let script = r#"printf '%s|%s\n' "$KMP_DUPLICATE_LIB_OK" "$EXTRA""#;
-    let extra = [("EXTRA".to_owned(), "yes".to_owned())];
-    let mut process = spawn(Path::new("/bin/sh"), ["-c", script], &extra, &scratch.tag).unwrap();
-    let lines = read_all_lines(&mut process).await;
-    assert!(process.wait().await.success());
+    let script = r#"printf '%s|%s\n' "${KMP_DUPLICATE_LIB_OK:-unset}" "${EXTRA:-unset}""#;
+    let mut render = spawn_aerender(Path::new("/bin/sh"), ["-c", script], &scratch.tag).unwrap();
+    let lines = read_all_lines(&mut render).await;
+    assert!(render.wait().await.success());
     let texts: Vec<&str> = lines.iter().map(|line| line.text.as_str()).collect();
-    assert_eq!(texts, ["TRUE|yes"]);
+    assert_eq!(texts, ["TRUE|unset"]);
+
+    let extra = [("EXTRA".to_owned(), "yes".to_owned())];
+    let mut other = spawn(Path::new("/bin/sh"), ["-c", script], &extra, &scratch.tag).unwrap();
+    let lines = read_all_lines(&mut other).await;
+    assert!(other.wait().await.success());
+    let texts: Vec<&str> = lines.iter().map(|line| line.text.as_str()).collect();
+    assert_eq!(texts, ["unset|yes"]);
 }
 
 /// Invalid UTF-8 (the double's OEM-code-page noise line) arrives as U+FFFD, raw bytes are kept.
