@@ -53,29 +53,14 @@ async fn an_agent_without_aerender_runs_encode_only() {
 async fn an_agent_with_nothing_to_run_does_not_start() {
     let dir = tempfile::tempdir().expect("scratch folder");
     let log = dir.path().join("agent.log");
-    let mut child = crate::agent_without_control_plane(dir.path(), &log, "nothing-to-run")
+    let child = crate::agent_without_control_plane(dir.path(), &log, "nothing-to-run")
         .env("FLATRENDER_AGENT_AERENDER__REQUIRED", "false")
         .env("FLATRENDER_AGENT_AERENDER__PATH", dir.path().join("no-aerender"))
         .env("FLATRENDER_AGENT_ENCODE__FFMPEG", dir.path().join("no-ffmpeg"))
         .stderr(Stdio::piped())
         .spawn()
         .expect("node-agent starts");
-    let deadline = Instant::now() + WAIT_LIMIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break Some(status);
-        }
-        if Instant::now() >= deadline {
-            break None;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    if status.is_none() {
-        let _ = child.kill();
-    }
-    let output = child.wait_with_output().expect("output");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let status = status.unwrap_or_else(|| panic!("the agent kept running; stderr: {stderr}"));
+    let (status, stderr) = crate::refused_start(child).await;
     assert!(!status.success(), "{stderr}");
     assert!(stderr.contains("nothing to run"), "{stderr}");
     let text = std::fs::read_to_string(&log).unwrap_or_default();

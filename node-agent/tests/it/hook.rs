@@ -166,27 +166,12 @@ async fn an_agent_that_cannot_install_the_hook_does_not_start() {
     let file = dir.path().join("a-file");
     std::fs::write(&file, b"x").expect("file");
     let startup = file.join("Startup");
-    let mut child = crate::agent_without_control_plane(dir.path(), &log, "hook-refused")
+    let child = crate::agent_without_control_plane(dir.path(), &log, "hook-refused")
         .env("FLATRENDER_AGENT_AERENDER__STARTUP_SCRIPTS_DIR", &startup)
         .stderr(Stdio::piped())
         .spawn()
         .expect("node-agent starts");
-    let deadline = Instant::now() + WAIT_LIMIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break Some(status);
-        }
-        if Instant::now() >= deadline {
-            break None;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    if status.is_none() {
-        let _ = child.kill();
-    }
-    let output = child.wait_with_output().expect("output");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let status = status.unwrap_or_else(|| panic!("the agent kept running; stderr: {stderr}"));
+    let (status, stderr) = crate::refused_start(child).await;
     assert!(!status.success(), "{stderr}");
     assert!(stderr.contains(&startup.display().to_string()), "{stderr}");
     assert!(stderr.contains(CONFIG_KEY), "{stderr}");

@@ -72,3 +72,39 @@ fn agent_without_control_plane(dir: &std::path::Path, log: &std::path::Path, nam
         .stdout(std::process::Stdio::null());
     command
 }
+
+/// Waits (60 s at most, only a broken start-up takes that long) for an agent that must refuse to
+/// start; returns its exit status and stderr, or fails the test if it kept running.
+async fn refused_start(mut child: std::process::Child) -> (std::process::ExitStatus, String) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            break None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    let output = child.wait_with_output().expect("output");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let status = status.unwrap_or_else(|| panic!("the agent kept running; stderr: {stderr}"));
+    (status, stderr)
+}
+
+/// Runs ffmpeg with `args` (quietly) and fails the test if it fails.
+fn ffmpeg(args: &[&str]) {
+    let output = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"])
+        .args(args)
+        .output()
+        .expect("ffmpeg must be installed (scripts/setup.sh)");
+    assert!(
+        output.status.success(),
+        "ffmpeg {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -13,7 +13,6 @@ mod encode;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,6 +25,8 @@ use flatrender_proto::pb;
 use flatrender_proto::types::{FrameJobId, JobId, TenantId};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+use crate::ffmpeg;
 
 use control_plane::{FakeControlPlane, Recorded};
 
@@ -174,20 +175,6 @@ impl Node {
             .map(|entries| entries.flatten().map(|entry| entry.path()).collect())
             .unwrap_or_default()
     }
-}
-
-/// Runs ffmpeg with `args` (quietly) and fails the test if it fails.
-fn ffmpeg(args: &[&str]) {
-    let output = Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"])
-        .args(args)
-        .output()
-        .expect("ffmpeg must be installed (scripts/setup.sh)");
-    assert!(
-        output.status.success(),
-        "ffmpeg {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 /// A WAV tone of `seconds`, as bytes.

@@ -26,26 +26,14 @@ use flatrender_proto::content::{Asset, ProjectAudio, Resolution};
 use flatrender_proto::types::{ContentHash, HttpUrl, Volume};
 use tokio_util::sync::CancellationToken;
 
+use crate::ffmpeg;
+
 /// Generous: only a broken encode takes this long on a loaded two-core machine.
 const ENCODE_LIMIT: Duration = Duration::from_secs(300);
 /// The frame rate of every test scene.
 const FPS: f64 = 25.0;
 /// The audio rate the encode writes and the tests decode at.
 const RATE: f64 = 48_000.0;
-
-/// Runs ffmpeg with `args` (quietly) and fails the test if it fails.
-fn ffmpeg(args: &[&str]) {
-    let output = Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"])
-        .args(args)
-        .output()
-        .expect("ffmpeg must be installed (scripts/setup.sh)");
-    assert!(
-        output.status.success(),
-        "ffmpeg {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
 
 /// A temporary folder for one test's inputs and outputs.
 struct Scratch {
