@@ -5,7 +5,8 @@ use std::{collections::HashSet, time::Duration};
 use flatrender_proto::{pb, types::TenantId};
 
 use crate::support::{
-    Farm, HASH_A, HASH_B, PATIENCE, authed, eventually, job_request, metric_sample, registration, test_config,
+    Farm, HASH_A, HASH_B, PATIENCE, authed, eventually, job_request, metric_sample, prefetches, registration,
+    test_config,
 };
 
 /// A tenant with many queued jobs does not starve a tenant with one.
@@ -167,18 +168,6 @@ async fn idle_nodes_are_told_to_prefetch_hot_templates() {
     let farm = Farm::start().await;
     farm.submit(TenantId::new_random(), 0, 9, HASH_B).await;
     let mut idle = farm.register("node-idle", &[]).await;
-    let prefetches = |response: &pb::HeartbeatResponse| -> Vec<String> {
-        response
-            .commands
-            .iter()
-            .filter_map(|command| match &command.command {
-                Some(pb::node_command::Command::PrefetchTemplate(prefetch)) => {
-                    Some(prefetch.template.as_ref().unwrap().blake3_hex.clone())
-                }
-                _ => None,
-            })
-            .collect()
-    };
     // Suggestions come from a periodically refreshed view of the queue: heartbeat until one comes.
     let deadline = tokio::time::Instant::now() + PATIENCE;
     let told = loop {

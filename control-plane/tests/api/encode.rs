@@ -8,7 +8,7 @@ use flatrender_proto::{pb, types::TenantId};
 use crate::projects::project_request;
 use crate::support::{
     Farm, HASH_B, TestNode, authed, completed_chunk, encoder_registration, eventually, export_of, job_request,
-    test_config,
+    prefetches, test_config,
 };
 
 /// Submits `request` as the backend.
@@ -310,18 +310,6 @@ async fn a_pending_encode_does_not_make_its_template_hot() {
     let mut request = job_request(TenantId::new_random(), 0, 9);
     request.template.as_mut().unwrap().blake3_hex = HASH_B.into();
     submit(&farm, request).await;
-    let prefetches = |response: &pb::HeartbeatResponse| -> Vec<String> {
-        response
-            .commands
-            .iter()
-            .filter_map(|command| match &command.command {
-                Some(pb::node_command::Command::PrefetchTemplate(prefetch)) => {
-                    Some(prefetch.template.as_ref().unwrap().blake3_hex.clone())
-                }
-                _ => None,
-            })
-            .collect()
-    };
     // Suggestions come from a view of the queue refreshed every few seconds, and a view taken
     // while the first job's chunk was pending rightly names its template. Heartbeat a probe node
     // until a view with the png job's template is in place: every view from then on was taken

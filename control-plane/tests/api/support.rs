@@ -352,6 +352,20 @@ pub fn completed_chunk(assignment: &pb::WorkAssignment) -> pb::CompletedChunk {
     }
 }
 
+/// The templates a heartbeat reply tells the node to prefetch (BLAKE3 hex).
+pub fn prefetches(response: &pb::HeartbeatResponse) -> Vec<String> {
+    response
+        .commands
+        .iter()
+        .filter_map(|command| match &command.command {
+            Some(pb::node_command::Command::PrefetchTemplate(prefetch)) => {
+                Some(prefetch.template.as_ref().unwrap().blake3_hex.clone())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// A plausible stored video for an encode assignment.
 pub fn export_of(assignment: &pb::WorkAssignment) -> pb::Export {
     pb::Export {

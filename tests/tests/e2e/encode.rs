@@ -5,7 +5,7 @@
 
 use std::{path::Path, process::Command};
 
-use flatrender_e2e::{Farm, WAIT_LIMIT, file_service::FileService, wait_until};
+use flatrender_e2e::{Farm, WAIT_LIMIT, file_service::FileService, quickstart::export, wait_until};
 use flatrender_proto::pb::{self, field_value::Value};
 
 use crate::fake_aerender;
@@ -93,39 +93,6 @@ fn project(farm: &Farm, name: &str, container: &str) -> pb::SubmitRenderJobReque
     request
 }
 
-/// ffprobe's `codec_type:codec_name` per stream, and the duration in seconds.
-fn probe(path: &Path) -> (Vec<String>, f64) {
-    let streams = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "stream=codec_type,codec_name",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(path)
-        .output()
-        .expect("ffprobe runs");
-    let duration = Command::new("ffprobe")
-        .args(["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0"])
-        .arg(path)
-        .output()
-        .expect("ffprobe runs");
-    let mut streams: Vec<String> = String::from_utf8_lossy(&streams.stdout)
-        .lines()
-        .map(|line| {
-            let mut parts = line.split(',');
-            let name = parts.next().unwrap_or_default();
-            let kind = parts.next().unwrap_or_default();
-            format!("{kind}:{name}")
-        })
-        .collect();
-    streams.sort();
-    let duration = String::from_utf8_lossy(&duration.stdout).trim().parse().unwrap_or(-1.0);
-    (streams, duration)
-}
-
 /// The average colour of the decoded frame at `seconds`.
 fn colour_at(path: &Path, seconds: f64) -> [u8; 3] {
     let output = Command::new("ffmpeg")
@@ -153,6 +120,15 @@ fn mostly(colour: [u8; 3], channel: usize) -> bool {
         && (0..3)
             .filter(|other| *other != channel)
             .all(|other| colour[other] < 100)
+}
+
+/// An agent's settings to store exports on `files` (quick retries).
+fn http_store(files: &FileService) -> [(&'static str, &str); 3] {
+    [
+        ("FLATRENDER_AGENT_EXPORT__STORE", "http"),
+        ("FLATRENDER_AGENT_EXPORT__URL", files.base_url.as_str()),
+        ("FLATRENDER_AGENT_EXPORT__RETRY_BASE_MS", "50"),
+    ]
 }
 
 async fn wait_online(farm: &Farm, nodes: i64) {
@@ -217,19 +193,19 @@ async fn a_project_becomes_one_verified_mp4_encoded_by_an_encode_only_node() {
     assert_eq!(rendered_by_encoder, 0, "an encode-only node renders nothing");
 
     let file = Path::new(&export.location);
-    let bytes =
-        std::fs::read(file).unwrap_or_else(|error| panic!("{}: {error}\n{}", file.display(), encoder.log_text()));
-    assert_eq!(blake3::hash(&bytes).to_hex().as_str(), export.blake3_hex);
-    assert_eq!(bytes.len() as i64, export.size_bytes);
+    // The file is the export's: size and BLAKE3 (the quickstart's own check).
+    export::check_file(&export).unwrap_or_else(|error| panic!("{error:#}\n{}", encoder.log_text()));
     assert_eq!((export.format.as_str(), export.width, export.height), ("mp4", 854, 480));
     assert_eq!(
         (export.video_codec.as_str(), export.audio_codec.as_str()),
         ("h264", "aac")
     );
-    let (streams, duration) = probe(file);
-    assert_eq!(streams, ["audio:aac", "video:h264"]);
+    let probed = export::probe(&export::Location::of(&export)).await.expect("ffprobe");
+    assert_eq!(probed.streams.len(), 2, "{:?}", probed.streams);
+    assert!(probed.streams[0].starts_with("#0 video: h264"), "{:?}", probed.streams);
+    assert!(probed.streams[1].starts_with("#1 audio: aac"), "{:?}", probed.streams);
     // 25 frames at 25 fps, within a frame.
-    assert!((duration - 1.0).abs() <= 0.04 + 0.03, "duration {duration}");
+    export::check_duration(&probed, 1.0, 25.0).expect("duration");
     // Scenes in play order: red (frames 0-11), then blue (12-24).
     assert!(mostly(colour_at(file, 0.2), 0), "{:?}", colour_at(file, 0.2));
     assert!(mostly(colour_at(file, 0.8), 2), "{:?}", colour_at(file, 0.8));
@@ -243,11 +219,7 @@ async fn a_project_becomes_one_verified_mp4_encoded_by_an_encode_only_node() {
 async fn an_agent_killed_while_uploading_still_ends_with_one_export() {
     let farm = Farm::start(&[]).await;
     let files = FileService::start().await;
-    let store = [
-        ("FLATRENDER_AGENT_EXPORT__STORE", "http"),
-        ("FLATRENDER_AGENT_EXPORT__URL", files.base_url.as_str()),
-        ("FLATRENDER_AGENT_EXPORT__RETRY_BASE_MS", "50"),
-    ];
+    let store = http_store(&files);
     let mut first = farm.agent("node-a", &fake_aerender(), &store);
     wait_online(&farm, 1).await;
     files.hold_uploads();
@@ -296,14 +268,7 @@ async fn an_agent_killed_while_uploading_still_ends_with_one_export() {
 async fn a_cancel_during_the_encode_stores_nothing() {
     let farm = Farm::start(&[]).await;
     let files = FileService::start().await;
-    let agent = farm.agent(
-        "node-a",
-        &fake_aerender(),
-        &[
-            ("FLATRENDER_AGENT_EXPORT__STORE", "http"),
-            ("FLATRENDER_AGENT_EXPORT__URL", files.base_url.as_str()),
-        ],
-    );
+    let agent = farm.agent("node-a", &fake_aerender(), &http_store(&files));
     wait_online(&farm, 1).await;
     files.hold_uploads();
     let job = farm.submit_with(project(&farm, "cancelled", "mp4")).await;
@@ -435,14 +400,7 @@ async fn frames_of_a_finished_job_are_removed_and_the_export_stays() {
 async fn a_control_plane_restart_during_the_encode_loses_nothing() {
     let mut farm = Farm::start(&[]).await;
     let files = FileService::start().await;
-    let agent = farm.agent(
-        "node-a",
-        &fake_aerender(),
-        &[
-            ("FLATRENDER_AGENT_EXPORT__STORE", "http"),
-            ("FLATRENDER_AGENT_EXPORT__URL", files.base_url.as_str()),
-        ],
-    );
+    let agent = farm.agent("node-a", &fake_aerender(), &http_store(&files));
     wait_online(&farm, 1).await;
     files.hold_uploads();
     let job = farm.submit_with(project(&farm, "restart", "mp4")).await;
