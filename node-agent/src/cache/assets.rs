@@ -39,6 +39,26 @@ impl AssetCache {
         self.cache.acquire_counted(&request, true).await
     }
 
+    /// Pinned leases on every asset of `assets`, in their order, fetched at once. The first
+    /// failure ends the wait and comes back with the position of its asset; the other downloads
+    /// go on, shared with whoever wants them next.
+    pub async fn acquire_all(self: &Arc<Self>, assets: &[Asset]) -> Result<Vec<CacheLease>, AcquireAllError> {
+        let mut fetches = tokio::task::JoinSet::new();
+        for (position, asset) in assets.iter().cloned().enumerate() {
+            let cache = Arc::clone(self);
+            fetches.spawn(async move { (position, cache.acquire(&asset).await) });
+        }
+        let mut leases: Vec<Option<CacheLease>> = assets.iter().map(|_| None).collect();
+        while let Some(joined) = fetches.join_next().await {
+            let (position, acquired) = joined.map_err(AcquireAllError::Unfinished)?;
+            match acquired {
+                Ok(lease) => leases[position] = Some(lease),
+                Err(error) => return Err(AcquireAllError::Failed { position, error }),
+            }
+        }
+        Ok(leases.into_iter().flatten().collect())
+    }
+
     /// Whether the asset is installed.
     pub fn contains(&self, hash: &ContentHash) -> bool {
         self.cache.contains(hash)
@@ -63,4 +83,20 @@ impl AssetCache {
     pub async fn flush(&self) {
         self.cache.flush().await;
     }
+}
+
+/// Why [`AssetCache::acquire_all`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AcquireAllError {
+    /// Fetching the asset at `position` failed.
+    #[error("{error}")]
+    Failed {
+        /// Its position in the request.
+        position: usize,
+        /// The cache's error.
+        error: super::CacheError,
+    },
+    /// A fetch task did not finish (panicked or was cancelled).
+    #[error("fetching the files did not finish: {0}")]
+    Unfinished(tokio::task::JoinError),
 }

@@ -32,7 +32,7 @@ use tracing::{Instrument, Span, info, warn};
 
 use flatrender_proto::types::{ContentHash, HttpUrl, TemplateId};
 
-pub use assets::AssetCache;
+pub use assets::{AcquireAllError, AssetCache};
 pub(crate) use content::{CacheContent, EntryRequest};
 pub use error::{CacheError, CacheResult};
 pub use index::{CacheEntryInfo, InventoryChanges};

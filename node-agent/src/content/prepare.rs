@@ -7,7 +7,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use flatrender_proto::content::{Asset, SceneContent};
@@ -16,7 +15,7 @@ use flatrender_proto::types::{CrashClass, FrameJobId, JobId, RecoveryAction};
 
 use super::script::{self, ScriptInput};
 use super::workdir::{self, AssetFile, WorkDir, WorkDirSpec};
-use crate::cache::{AssetCache, CacheLease};
+use crate::cache::{AcquireAllError, AssetCache, CacheLease};
 
 /// A chunk of a saved project's scene, validated.
 #[derive(Clone, Debug)]
@@ -188,36 +187,20 @@ async fn fetch_assets(
     scene: &SceneContent,
 ) -> Result<Vec<(Asset, CacheLease)>, PrepareFailure> {
     let wanted: Vec<Asset> = scene.assets().into_iter().cloned().collect();
-    let mut fetches = JoinSet::new();
-    for (position, asset) in wanted.iter().cloned().enumerate() {
-        let cache = Arc::clone(assets);
-        fetches.spawn(async move { (position, cache.acquire(&asset).await) });
-    }
-    let mut leases: Vec<Option<CacheLease>> = wanted.iter().map(|_| None).collect();
-    while let Some(joined) = fetches.join_next().await {
-        let (position, acquired) = joined.map_err(|error| PrepareFailure {
+    let leases = assets.acquire_all(&wanted).await.map_err(|failure| {
+        let message = match &failure {
+            AcquireAllError::Failed { position, error } => {
+                format!("{}: {error}", describe_asset(scene, &wanted[*position]))
+            }
+            AcquireAllError::Unfinished(_) => format!("the scene's assets: {failure}"),
+        };
+        PrepareFailure {
             crash_class: CrashClass::CacheError,
             action: RecoveryAction::RetryElsewhere,
-            message: format!("fetching the scene's assets did not finish: {error}"),
-        })?;
-        match acquired {
-            Ok(lease) => leases[position] = Some(lease),
-            // Dropping the set stops waiting for the others (their downloads go on, shared).
-            Err(error) => {
-                let asset = &wanted[position];
-                return Err(PrepareFailure {
-                    crash_class: CrashClass::CacheError,
-                    action: RecoveryAction::RetryElsewhere,
-                    message: format!("{}: {error}", describe_asset(scene, asset)),
-                });
-            }
+            message,
         }
-    }
-    Ok(wanted
-        .into_iter()
-        .zip(leases)
-        .filter_map(|(asset, lease)| lease.map(|lease| (asset, lease)))
-        .collect())
+    })?;
+    Ok(wanted.into_iter().zip(leases).collect())
 }
 
 /// `field "logo" (image "logo.png", blake3 …)`: the first field naming the asset.

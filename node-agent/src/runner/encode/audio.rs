@@ -7,12 +7,10 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use tokio::task::JoinSet;
-
 use flatrender_proto::content::{Asset, ProjectAudio};
 use flatrender_proto::types::ContentHash;
 
-use crate::cache::{AssetCache, CacheLease};
+use crate::cache::{AcquireAllError, AssetCache, CacheLease};
 
 /// The audio files on this node, pinned while this lives.
 #[derive(Debug, Default)]
@@ -65,30 +63,23 @@ pub(super) fn wanted(audio: &ProjectAudio) -> Vec<Wanted> {
 /// Acquires every file at once; the first failure names its tracks.
 pub(super) async fn fetch(assets: &Arc<AssetCache>, audio: &ProjectAudio) -> Result<AudioFiles, String> {
     let wanted = wanted(audio);
-    let mut fetches = JoinSet::new();
-    for (position, file) in wanted.iter().enumerate() {
-        let cache = Arc::clone(assets);
-        let asset = file.asset.clone();
-        fetches.spawn(async move { (position, cache.acquire(&asset).await) });
-    }
-    let mut fetched = AudioFiles::default();
-    while let Some(joined) = fetches.join_next().await {
-        let (position, acquired) =
-            joined.map_err(|error| format!("fetching the audio files did not finish: {error}"))?;
-        let file = &wanted[position];
-        match acquired {
-            Ok(lease) => {
-                let path = lease.project_path().to_path_buf();
-                fetched
-                    .files
-                    .insert(file.asset.hash, std::path::absolute(&path).unwrap_or(path));
-                fetched._leases.push(lease);
-            }
-            // Dropping the set stops waiting for the others (their downloads go on, shared).
-            Err(error) => return Err(format!("{}: {error}", file.tracks.join(", "))),
-        }
-    }
-    Ok(fetched)
+    let assets_wanted: Vec<Asset> = wanted.iter().map(|file| file.asset.clone()).collect();
+    let leases = assets
+        .acquire_all(&assets_wanted)
+        .await
+        .map_err(|failure| match failure {
+            AcquireAllError::Failed { position, error } => format!("{}: {error}", wanted[position].tracks.join(", ")),
+            AcquireAllError::Unfinished(_) => format!("the audio files: {failure}"),
+        })?;
+    let files = wanted
+        .iter()
+        .zip(&leases)
+        .map(|(file, lease)| {
+            let path = lease.project_path().to_path_buf();
+            (file.asset.hash, std::path::absolute(&path).unwrap_or(path))
+        })
+        .collect();
+    Ok(AudioFiles { files, _leases: leases })
 }
 
 #[cfg(test)]
