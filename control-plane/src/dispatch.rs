@@ -24,8 +24,13 @@ use crate::{
     shutdown::sleep_or_shutdown,
 };
 
-/// Pending chunks looked at per tenant when choosing (cache affinity reorders within this window).
+/// Pending chunks looked at per tenant when choosing (cache affinity reorders within this window),
+/// at least twice the chunks asked for.
 const CANDIDATE_WINDOW: i64 = 16;
+/// The window of a second look when the first found nothing while work is pending: claims
+/// running at the same moment lock the head of the queue, and a window they hold entirely
+/// must not turn into "nothing for you" (docs/dispatch.md, "Empty claims").
+const WIDE_CANDIDATE_WINDOW: i64 = 1024;
 /// Tenants considered per claim, best-ranked first.
 const TENANTS_CONSIDERED: i64 = 16;
 
@@ -154,7 +159,7 @@ impl Dispatcher {
         let cached_hashes = self.nodes.cached_hashes(node_id).await?;
         let started = Instant::now();
         let mut connection = self.pool.acquire().await?;
-        let request = db::frame_jobs::ClaimRequest {
+        let mut request = db::frame_jobs::ClaimRequest {
             node_id,
             os: facts.os.as_str(),
             ae_version: facts.ae_version.as_deref().unwrap_or(""),
@@ -164,13 +169,18 @@ impl Dispatcher {
             default_guaranteed: self.config.default_guaranteed_leases,
             default_burst: self.config.default_burst_leases,
             cached_hashes: &cached_hashes,
-            window: CANDIDATE_WINDOW,
+            window: CANDIDATE_WINDOW.max(2 * max_chunks),
             tenants_considered: TENANTS_CONSIDERED,
             bad_node_grace_seconds: self.config.bad_node_grace_seconds as f64,
             renders: facts.capabilities.renders(),
             encodes: facts.capabilities.encodes(),
         };
-        let assignments = db::frame_jobs::claim(&mut connection, &request).await?;
+        let mut assignments = db::frame_jobs::claim(&mut connection, &request).await?;
+        if assignments.is_empty() && db::frame_jobs::any_pending(&mut connection).await? {
+            request.window = WIDE_CANDIDATE_WINDOW;
+            assignments = db::frame_jobs::claim(&mut connection, &request).await?;
+            self.metrics.wide_claim(!assignments.is_empty());
+        }
         self.metrics.observe_acquire(started.elapsed(), assignments.len());
         for assignment in &assignments {
             info!(

@@ -2,11 +2,17 @@
 //! with the per-job bad-node list, and the reaper that requeues expired leases and the work of
 //! silent or past-deadline nodes. Failure semantics are in `docs/failure-semantics.md`.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::Duration,
+};
 
 use chrono::{DateTime, Utc};
 use flatrender_proto::types::{
-    CrashClass, FieldError, FrameJobId, JobId, LeaseToken, NodeId, RecoveryAction, TenantId,
+    CrashClass, FieldError, FrameJobId, JobId, JobStatus, LeaseToken, NodeId, RecoveryAction, TenantId,
 };
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::{mpsc, oneshot};
@@ -109,44 +115,31 @@ fn stale_lease(frame_job_id: FrameJobId, token: LeaseToken) -> ControlPlaneError
     ))
 }
 
-/// Records finished chunks. Each is judged on its own fencing token.
+/// Records finished chunks, each judged on its own fencing token, then advances their jobs.
+///
+/// Two statements, each its own transaction (docs/dispatch.md, "Completions"): the first
+/// records the chunks and nothing else, the second, once that has committed, moves their jobs
+/// on. If the second fails, or this control plane dies in between, the completions stand and
+/// the reaper's next pass advances the jobs ([`Reaper::pass`]).
 pub async fn complete(
     pool: &PgPool,
     node_id: NodeId,
     completions: &[Completion],
     metrics: &Metrics,
 ) -> ControlPlaneResult<Vec<(FrameJobId, CompletionVerdict)>> {
-    let chunks: Vec<FrameJobId> = completions.iter().map(|completion| completion.frame_job_id).collect();
-    let mut transaction = pool.begin().await?;
-    db::frame_jobs::lock_jobs_of_leases(&mut transaction, &LeaseSelector::Chunks(&chunks)).await?;
-    db::frame_jobs::lock_chunks(&mut transaction, &chunks).await?;
+    let mut connection = pool.acquire().await?;
     let db::completions::CompletionOutcome {
         verdicts,
-        mut finished_jobs,
-        encode_queued,
+        jobs,
         invalid,
-    } = db::completions::complete(&mut transaction, node_id, completions).await?;
+    } = db::completions::complete(&mut connection, node_id, completions).await?;
     if let Some(&index) = invalid.first() {
-        // Dropping the transaction rolls it back: nothing of this request is recorded.
+        // The statement recorded nothing of this request.
         return Err(FieldError::new(
             format!("chunks[{index}].export"),
             "is required for an encode item and must be unset for a chunk of frames",
         )
         .into());
-    }
-    if verdicts
-        .iter()
-        .any(|(_, verdict)| *verdict == CompletionVerdict::Accepted)
-    {
-        db::crashes::mark_recovered(&mut transaction, node_id).await?;
-    }
-    if !encode_queued.is_empty() {
-        db::frame_jobs::notify_work(&mut transaction).await?;
-    }
-    transaction.commit().await?;
-    finished_jobs.dedup();
-    for job_id in encode_queued {
-        info!(%job_id, "every frame rendered; encode queued");
     }
     for (frame_job_id, verdict) in &verdicts {
         metrics.completion(*verdict);
@@ -161,10 +154,32 @@ pub async fn complete(
             }
         }
     }
-    for job_id in finished_jobs {
-        info!(%job_id, "job completed");
+    if !jobs.is_empty() {
+        match advance_jobs(&mut connection, &jobs).await {
+            Ok(()) => {}
+            // Recorded is recorded: the node is told so, and the reaper advances the jobs.
+            Err(error) => warn!(%error, ?jobs, "cannot advance jobs after a completion; the reaper will"),
+        }
     }
     Ok(verdicts)
+}
+
+/// Advances jobs whose work items completed, logging what changed and waking nodes for queued
+/// encodes.
+async fn advance_jobs(connection: &mut PgConnection, jobs: &[JobId]) -> Result<(), DbError> {
+    let advanced = db::completions::advance(connection, jobs).await?;
+    if advanced.iter().any(|job| job.encode_queued) {
+        db::frame_jobs::notify_work(connection).await?;
+    }
+    for job in advanced {
+        let job_id = job.job_id;
+        if job.encode_queued {
+            info!(%job_id, "every frame rendered; encode queued");
+        } else if job.status == JobStatus::Completed {
+            info!(%job_id, "job completed");
+        }
+    }
+    Ok(())
 }
 
 /// A failure report from a node.
@@ -304,7 +319,11 @@ pub struct Reaper {
     nodes: Arc<NodeRegistry>,
     dispatcher: Arc<Dispatcher>,
     metrics: Arc<Metrics>,
+    passes: AtomicU32,
 }
+
+/// Every this many passes the reaper also advances jobs a completion left behind.
+const LAGGING_JOBS_EVERY: u32 = 10;
 
 impl Reaper {
     /// A reaper.
@@ -321,6 +340,7 @@ impl Reaper {
             nodes,
             dispatcher,
             metrics,
+            passes: AtomicU32::new(0),
         }
     }
 
@@ -416,7 +436,23 @@ impl Reaper {
         if requeued > 0 {
             self.dispatcher.work_added();
         }
+        if self.passes.fetch_add(1, Ordering::Relaxed) % LAGGING_JOBS_EVERY == 0 {
+            self.advance_lagging_jobs().await?;
+        }
         Ok(())
+    }
+
+    /// Advances jobs whose status lags their chunks: a control plane died (or lost the
+    /// database) between recording a completion and advancing its job ([`complete`]). A
+    /// completion racing this pass is harmless: advancing is idempotent.
+    pub async fn advance_lagging_jobs(&self) -> ControlPlaneResult<usize> {
+        let mut connection = self.pool.acquire().await?;
+        let lagging = db::completions::lagging_jobs(&mut connection, REAP_BATCH).await?;
+        if !lagging.is_empty() {
+            info!(jobs = lagging.len(), "advancing jobs a completion left behind");
+            advance_jobs(&mut connection, &lagging).await?;
+        }
+        Ok(lagging.len())
     }
 
     /// Records crashes for lost leases and fails jobs whose chunks ran out of attempts.

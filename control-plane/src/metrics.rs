@@ -38,6 +38,11 @@ struct ClassLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FoundLabel {
+    found: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabel {
     outcome: String,
 }
@@ -55,6 +60,7 @@ pub struct Metrics {
     queue_depth: Family<TenantLabel, Gauge>,
     acquire_latency: Histogram,
     leases_granted: Counter,
+    wide_claims: Family<FoundLabel, Counter>,
     completions: Family<OutcomeLabel, Counter>,
     failures: Family<ClassLabel, Counter>,
     health_written: Counter,
@@ -88,6 +94,12 @@ impl Metrics {
         );
         let leases_granted = Counter::default();
         registry.register("leases_granted", "Leases handed to nodes", leases_granted.clone());
+        let wide_claims = Family::<FoundLabel, Counter>::default();
+        registry.register(
+            "wide_claims",
+            "Second looks with a wide window after a claim found nothing while work was pending, by whether they found work",
+            wide_claims.clone(),
+        );
         let completions = Family::<OutcomeLabel, Counter>::default();
         registry.register("completions", "Chunk completions by outcome", completions.clone());
         let failures = Family::<ClassLabel, Counter>::default();
@@ -125,6 +137,7 @@ impl Metrics {
             queue_depth,
             acquire_latency,
             leases_granted,
+            wide_claims,
             completions,
             failures,
             health_written,
@@ -148,6 +161,15 @@ impl Metrics {
     pub fn observe_acquire(&self, elapsed: Duration, granted: usize) {
         self.acquire_latency.observe(elapsed.as_secs_f64());
         self.leases_granted.inc_by(granted as u64);
+    }
+
+    /// A claim looked again with a wide window; `found` says whether that found work.
+    pub fn wide_claim(&self, found: bool) {
+        self.wide_claims
+            .get_or_create(&FoundLabel {
+                found: if found { "true" } else { "false" }.into(),
+            })
+            .inc();
     }
 
     /// A completion was judged.

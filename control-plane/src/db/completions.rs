@@ -1,8 +1,9 @@
 //! Completions in `render.frame_jobs`: work items a node reports finished, judged on their fencing
-//! tokens, advancing their jobs in one statement (`sql/complete.sql`): a video job's last chunk
-//! queues its encode, the encode's export is recorded and completes the job.
+//! tokens (`sql/complete.sql`), then their jobs advanced once that has committed
+//! (`sql/advance.sql`): a video job's last chunk queues its encode, a recorded export completes
+//! the job. Two statements, no job lock on the way: completions of one job do not queue on its row.
 
-use flatrender_proto::types::{FrameJobId, JobId, LeaseToken, NodeId};
+use flatrender_proto::types::{FrameJobId, JobId, JobStatus, LeaseToken, NodeId};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -50,11 +51,9 @@ pub struct ExportReport {
 pub struct CompletionOutcome {
     /// A verdict per input, in input order.
     pub verdicts: Vec<(FrameJobId, CompletionVerdict)>,
-    /// Jobs this call completed.
-    pub finished_jobs: Vec<JobId>,
-    /// Jobs whose every chunk is now in and whose encode was queued.
-    pub encode_queued: Vec<JobId>,
-    /// Inputs whose export did not match their kind (index into the input).
+    /// The jobs of the accepted items, each once, for [`advance`].
+    pub jobs: Vec<JobId>,
+    /// Inputs whose export did not match their kind (index into the input): nothing was recorded.
     pub invalid: Vec<usize>,
 }
 
@@ -72,8 +71,8 @@ pub enum CompletionVerdict {
     JobEnded,
 }
 
-/// Completes work items and advances their jobs, in one statement (`sql/complete.sql`). When
-/// `invalid` is not empty the caller must roll back.
+/// Completes work items in one statement (`sql/complete.sql`) that records everything or, when
+/// `invalid` is not empty, nothing. Run [`advance`] on the returned jobs after it commits.
 pub(crate) async fn complete(
     connection: &mut PgConnection,
     node_id: NodeId,
@@ -88,7 +87,7 @@ pub(crate) async fn complete(
         .map(|c| c.export.as_ref().map(serde_json::to_value).transpose())
         .collect::<Result<_, _>>()
         .map_err(|error| DbError::Other(sqlx::Error::Encode(error.into())))?;
-    let rows: Vec<(Uuid, String, Option<Uuid>, Option<Uuid>)> = sqlx::query_as(include_str!("sql/complete.sql"))
+    let rows: Vec<(Uuid, String, Option<Uuid>)> = sqlx::query_as(include_str!("sql/complete.sql"))
         .bind(ids)
         .bind(tokens)
         .bind(outputs)
@@ -98,7 +97,7 @@ pub(crate) async fn complete(
         .fetch_all(connection)
         .await?;
     let mut outcome = CompletionOutcome::default();
-    for (index, (id, verdict, finished_job, encode_job)) in rows.into_iter().enumerate() {
+    for (index, (id, verdict, job)) in rows.into_iter().enumerate() {
         let verdict = match verdict.as_str() {
             "accepted" => CompletionVerdict::Accepted,
             "duplicate" => CompletionVerdict::Duplicate,
@@ -110,8 +109,65 @@ pub(crate) async fn complete(
             _ => CompletionVerdict::Stale,
         };
         outcome.verdicts.push((FrameJobId::from_uuid(id), verdict));
-        outcome.finished_jobs.extend(finished_job.map(JobId::from_uuid));
-        outcome.encode_queued.extend(encode_job.map(JobId::from_uuid));
+        if let Some(job) = job.map(JobId::from_uuid)
+            && !outcome.jobs.contains(&job)
+        {
+            outcome.jobs.push(job);
+        }
     }
     Ok(outcome)
+}
+
+/// A job [`advance`] moved on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Advanced {
+    /// The job.
+    pub job_id: JobId,
+    /// Its new status.
+    pub status: JobStatus,
+    /// Every chunk is in and its encode was queued.
+    pub encode_queued: bool,
+}
+
+/// Advances `jobs` after completions of their work items committed (`sql/advance.sql`); cheap
+/// when nothing changes. Also the reaper's repair for jobs left behind by a control plane that
+/// died between the two statements.
+pub(crate) async fn advance(connection: &mut PgConnection, jobs: &[JobId]) -> Result<Vec<Advanced>, DbError> {
+    let ids: Vec<Uuid> = jobs.iter().map(JobId::as_uuid).collect();
+    let rows: Vec<(Uuid, String, bool)> = sqlx::query_as(include_str!("sql/advance.sql"))
+        .bind(ids)
+        .fetch_all(connection)
+        .await?;
+    rows.into_iter()
+        .map(|(id, status, encode_queued)| {
+            Ok(Advanced {
+                job_id: JobId::from_uuid(id),
+                status: super::jobs::parse_status(&status)?,
+                encode_queued,
+            })
+        })
+        .collect()
+}
+
+/// Active jobs whose status may lag their chunks (see [`advance`]): every render chunk in while
+/// the job is queued or rendering, or the encode in while it is rendered or encoding; at most
+/// `limit`, for the reaper.
+pub(crate) async fn lagging_jobs(connection: &mut PgConnection, limit: i64) -> Result<Vec<JobId>, DbError> {
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT j.id FROM render.render_jobs j
+         WHERE j.status IN ('queued', 'rendering', 'rendered', 'encoding')
+           AND CASE WHEN j.status IN ('queued', 'rendering')
+                    THEN NOT EXISTS (SELECT 1 FROM render.frame_jobs f
+                                     WHERE f.tenant_id = j.tenant_id AND f.job_id = j.id AND f.state = 'leased'
+                                       AND f.kind = 'render')
+                         AND NOT EXISTS (SELECT 1 FROM render.frame_jobs f
+                                         WHERE f.job_id = j.id AND f.state = 'pending' AND f.kind = 'render')
+                    ELSE EXISTS (SELECT 1 FROM render.frame_jobs f
+                                 WHERE f.job_id = j.id AND f.kind = 'encode' AND f.state = 'completed') END
+         LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(connection)
+    .await?;
+    Ok(ids.into_iter().map(JobId::from_uuid).collect())
 }

@@ -88,6 +88,16 @@ pub(crate) async fn claim(
     rows.into_iter().map(Assignment::try_from).collect()
 }
 
+/// Whether any work item is pending (one index probe): tells a claim that found nothing
+/// because others held its window from one that found nothing because there is nothing.
+pub(crate) async fn any_pending(connection: &mut PgConnection) -> Result<bool, DbError> {
+    Ok(
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM render.frame_jobs WHERE state = 'pending')")
+            .fetch_one(connection)
+            .await?,
+    )
+}
+
 impl TryFrom<ClaimedRow> for Assignment {
     type Error = DbError;
 

@@ -64,7 +64,7 @@ const JOB_COLUMNS: &str = "j.id, j.tenant_id, j.user_id, j.saved_project_id, j.i
     j.frame_start, j.frame_end, j.fps::float8 AS fps, j.output_settings, j.music_url, j.music_volume::float8 AS music_volume,
     j.sfx_url, j.sfx_volume::float8 AS sfx_volume, j.voiceover_url, j.voiceover_volume::float8 AS voiceover_volume,
     j.audio, j.required_os, j.required_ae_version, j.required_tags, j.max_attempts, j.status, j.frames_total,
-    j.chunks_total, j.chunks_completed, j.failure_reason, j.created_at, j.started_at, j.finished_at, j.updated_at,
+    j.chunks_total, agg.chunks_completed, j.failure_reason, j.created_at, j.started_at, j.finished_at, j.updated_at,
     agg.frames_done, agg.chunks_leased, agg.seconds_per_frame,
     EXISTS (SELECT 1 FROM render.job_scenes s WHERE s.job_id = j.id) AS has_scenes,
     CASE WHEN j.status = 'completed' THEN
@@ -75,8 +75,11 @@ const JOB_COLUMNS: &str = "j.id, j.tenant_id, j.user_id, j.saved_project_id, j.i
                                    'created_at', e.created_at)
          FROM render.exports e WHERE e.job_id = j.id) END AS export";
 
+// Live progress is counted from the chunks: completions do not update the job row
+// (db/sql/complete.sql), so render_jobs.chunks_completed is only written when rendering ends.
 const CHUNK_AGGREGATE: &str = "CROSS JOIN LATERAL (
     SELECT coalesce(sum(f.frames_done), 0)::int8 AS frames_done,
+           count(*) FILTER (WHERE f.state = 'completed')::int4 AS chunks_completed,
            count(*) FILTER (WHERE f.state = 'leased') AS chunks_leased,
            sum(f.render_seconds) / nullif(sum(f.frame_end - f.frame_start + 1) FILTER (WHERE f.render_seconds IS NOT NULL), 0)
                AS seconds_per_frame

@@ -204,3 +204,40 @@ async fn idle_nodes_are_told_to_prefetch_hot_templates() {
         .is_empty()
     );
 }
+
+/// Nodes claiming at the same moment lock the head of the queue for each other; none of them is
+/// told "nothing" while hundreds of chunks are pending (issue 13: the fixed candidate window
+/// made concurrent batched claims come back empty).
+#[tokio::test]
+async fn concurrent_claims_are_never_empty_while_work_is_pending() {
+    let farm = Farm::start().await;
+    let tenant = TenantId::new_random();
+    // 480 chunks of 10 frames.
+    farm.submit(tenant, 0, 4799, HASH_A).await;
+    let mut nodes = Vec::new();
+    for index in 0..12 {
+        let mut request = registration(&format!("node-{index}"), &[]);
+        // Room for both rounds.
+        request.max_leases = 32;
+        nodes.push(farm.register_as(farm.grpc, request).await);
+    }
+    for round in 0..2 {
+        let start = std::sync::Arc::new(tokio::sync::Barrier::new(nodes.len()));
+        let claims: Vec<_> = nodes
+            .drain(..)
+            .map(|mut node| {
+                let start = start.clone();
+                tokio::spawn(async move {
+                    start.wait().await;
+                    let got = node.acquire(16).await;
+                    (node, got)
+                })
+            })
+            .collect();
+        for claim in claims {
+            let (node, got) = claim.await.unwrap();
+            assert!(!got.is_empty(), "round {round}: {} was told nothing", node.id);
+            nodes.push(node);
+        }
+    }
+}

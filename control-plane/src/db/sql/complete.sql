@@ -1,18 +1,34 @@
--- Completes leased work items reported by node $5 and advances their jobs, in one statement.
+-- Completes leased work items reported by node $5, in one statement that takes no job lock: the
+-- jobs advance in a second statement once this one has committed (advance.sql), so nodes
+-- finishing chunks of the same job never queue on its row (docs/dispatch.md, "Completions").
 -- Input arrays: $1 frame job ids, $2 fencing tokens, $3 outputs (jsonb), $4 render seconds,
 -- $6 exports (jsonb, NULL for a chunk of frames: see `ExportReport`).
--- Returns per input, in input order: its id, a verdict, the job id when this completion finished
--- the job, and the job id when it queued the job's encode. Verdicts: 'accepted' | 'duplicate' |
--- 'stale' (lease lost) | 'job_ended' (lease lost because the job was cancelled or failed) |
--- 'invalid' (an encode reported without its export, or a chunk with one: the caller rolls back).
--- The caller has locked the items' jobs first, in id order (`lock_jobs_of_leases`): jobs before
--- chunks, one order everywhere.
+-- Returns per input, in input order: its id, a verdict, and its job when accepted. Verdicts:
+-- 'accepted' | 'duplicate' | 'stale' (lease lost) | 'job_ended' (lease lost because the job was
+-- cancelled or failed) | 'invalid' (an encode reported without its export, or a chunk with one:
+-- then nothing of the request is recorded).
 WITH input AS (
     SELECT i.id, i.token, i.outputs, i.seconds, i.export, i.n,
            -- The same chunk and token twice in one request counts once; the rest are duplicates.
            row_number() OVER (PARTITION BY i.id, i.token ORDER BY i.n) = 1 AS first
     FROM unnest($1::uuid[], $2::int8[], $3::jsonb[], $4::float8[], $6::jsonb[])
          WITH ORDINALITY AS i(id, token, outputs, seconds, export, n)
+),
+locked AS (
+    -- Chunks in id order, the one order every statement locks chunks in (jobs, when a statement
+    -- locks any, come first: this one locks none). Locking returns each row's latest version, so
+    -- a cancel that committed meanwhile is seen here.
+    SELECT f.id, f.job_id, f.tenant_id, f.state, f.lease_token, f.lease_node_id, f.kind
+    FROM render.frame_jobs f
+    WHERE f.id IN (SELECT id FROM input)
+    ORDER BY f.id
+    FOR NO KEY UPDATE
+),
+invalid AS (
+    SELECT i.n
+    FROM input i
+    JOIN locked l ON l.id = i.id AND l.lease_token = i.token AND l.state = 'leased'
+    WHERE (l.kind = 'encode') <> (i.export IS NOT NULL)
 ),
 done AS (
     UPDATE render.frame_jobs f
@@ -25,57 +41,18 @@ done AS (
         outputs = i.outputs,
         render_seconds = i.seconds,
         updated_at = now()
-    FROM input i
-    WHERE i.first AND f.id = i.id AND f.lease_token = i.token AND f.lease_node_id = $5 AND f.state = 'leased'
-      AND (f.kind = 'encode') = (i.export IS NOT NULL)
+    FROM input i, locked l
+    WHERE i.first AND l.id = i.id AND f.id = l.id AND l.lease_token = i.token AND l.lease_node_id = $5
+      AND l.state = 'leased' AND NOT EXISTS (SELECT 1 FROM invalid)
     RETURNING f.id, f.job_id, f.tenant_id, f.lease_token, f.kind
 ),
-per_job AS (
-    SELECT job_id, count(*) FILTER (WHERE kind = 'render') AS chunks, bool_or(kind = 'encode') AS encoded
-    FROM done GROUP BY job_id
-),
-advanced AS (
-    -- Every chunk in: a video job goes to 'rendered' and its encode is queued (claiming it moves
-    -- the job to 'encoding'); a PNG sequence is delivered as its frames and completes. The
-    -- accepted encode completes the job (docs/state-machines.md).
-    UPDATE render.render_jobs j
-    SET chunks_completed = j.chunks_completed + p.chunks,
-        status = s.status,
-        started_at = coalesce(j.started_at, now()),
-        rendered_at = CASE WHEN s.all_rendered AND NOT p.encoded THEN now() ELSE j.rendered_at END,
-        finished_at = CASE WHEN s.status = 'completed' THEN now() ELSE j.finished_at END,
-        updated_at = now()
-    FROM per_job p
-    JOIN render.render_jobs q ON q.id = p.job_id
-    CROSS JOIN LATERAL (
-        SELECT q.chunks_completed + p.chunks = q.chunks_total AS all_rendered
-    ) r
-    CROSS JOIN LATERAL (
-        SELECT r.all_rendered,
-               CASE WHEN p.encoded THEN 'completed'
-                    WHEN NOT r.all_rendered THEN 'rendering'
-                    WHEN q.output_settings ->> 'container' = 'png_sequence' THEN 'completed'
-                    ELSE 'rendered' END AS status
-    ) s
-    WHERE j.id = p.job_id AND j.status IN ('queued', 'rendering', 'rendered', 'encoding')
-    RETURNING j.id, j.status, j.tenant_id, j.chunks_total, j.frame_start, j.frame_end, j.priority, j.created_at,
-              j.template_hash, p.encoded
-),
-encode_queued AS (
-    -- One encode per job (frame_jobs_one_encode_idx): a job rendered again after its encode
-    -- failed puts the same item back in the queue.
-    INSERT INTO render.frame_jobs (job_id, tenant_id, chunk_index, frame_start, frame_end, priority, queued_at,
-                                   template_hash, kind)
-    SELECT a.id, a.tenant_id, a.chunks_total, a.frame_start, a.frame_end, a.priority, a.created_at, a.template_hash,
-           'encode'
-    FROM advanced a
-    WHERE a.status = 'rendered' AND NOT a.encoded
-    ON CONFLICT (job_id) WHERE kind = 'encode' DO UPDATE
-    SET state = 'pending', attempt = 0, lease_token = NULL, lease_node_id = NULL, lease_expires_at = NULL,
-        frames_done = 0, last_error_class = NULL, last_error = NULL, completed_at = NULL, updated_at = now()
-    RETURNING job_id
+recovered AS (
+    -- Work done: the node's open crashes count as recovered.
+    UPDATE render.node_crashes c SET recovered_at = now()
+    WHERE c.node_id = $5 AND c.recovered_at IS NULL AND EXISTS (SELECT 1 FROM done)
 ),
 exported AS (
+    -- The encode's video, recorded with its completion; advance.sql then completes the job.
     INSERT INTO render.exports (tenant_id, job_id, format, width, height, size_bytes, checksum, location, duration_ms,
                                 video_codec, audio_codec)
     SELECT d.tenant_id, d.job_id, i.export ->> 'format', (i.export ->> 'width')::int4, (i.export ->> 'height')::int4,
@@ -90,22 +67,18 @@ exported AS (
         size_bytes = EXCLUDED.size_bytes, checksum = EXCLUDED.checksum, location = EXCLUDED.location,
         duration_ms = EXCLUDED.duration_ms, video_codec = EXCLUDED.video_codec, audio_codec = EXCLUDED.audio_codec,
         created_at = now()
-    RETURNING job_id
 )
 SELECT i.id,
-       CASE WHEN d.id IS NOT NULL AND d.lease_token = i.token AND i.first THEN 'accepted'
-            WHEN d.id IS NOT NULL AND d.lease_token = i.token THEN 'duplicate'
-            WHEN EXISTS (SELECT 1 FROM render.frame_jobs f
-                         WHERE f.id = i.id AND f.state = 'completed' AND f.lease_token = i.token) THEN 'duplicate'
-            WHEN EXISTS (SELECT 1 FROM render.frame_jobs f
-                         WHERE f.id = i.id AND f.lease_token = i.token AND f.state = 'leased'
-                           AND (f.kind = 'encode') <> (i.export IS NOT NULL)) THEN 'invalid'
-            WHEN EXISTS (SELECT 1 FROM render.frame_jobs f JOIN render.render_jobs j ON j.id = f.job_id
-                         WHERE f.id = i.id AND j.status IN ('cancelled', 'failed')) THEN 'job_ended'
+       CASE WHEN EXISTS (SELECT 1 FROM invalid v WHERE v.n = i.n) THEN 'invalid'
+            WHEN d.id IS NOT NULL AND i.first THEN 'accepted'
+            WHEN d.id IS NOT NULL THEN 'duplicate'
+            WHEN l.state = 'completed' AND l.lease_token = i.token THEN 'duplicate'
+            WHEN l.state IN ('cancelled', 'failed')
+                 OR EXISTS (SELECT 1 FROM render.render_jobs j
+                            WHERE j.id = l.job_id AND j.status IN ('cancelled', 'failed')) THEN 'job_ended'
             ELSE 'stale' END AS verdict,
-       CASE WHEN i.first THEN (SELECT a.id FROM advanced a WHERE a.id = d.job_id AND a.status = 'completed') END
-           AS finished_job,
-       CASE WHEN i.first THEN (SELECT e.job_id FROM encode_queued e WHERE e.job_id = d.job_id) END AS encode_job
+       CASE WHEN d.id IS NOT NULL AND i.first THEN d.job_id END AS job_id
 FROM input i
+LEFT JOIN locked l ON l.id = i.id
 LEFT JOIN done d ON d.id = i.id AND d.lease_token = i.token
 ORDER BY i.n
