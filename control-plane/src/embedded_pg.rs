@@ -298,6 +298,9 @@ async fn init_cluster(
     let mut settings = String::from(
         "\n# FlatRender private cluster\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = ''\nmax_connections = 300\ntimezone = 'UTC'\n",
     );
+    // render.frame_jobs churns like a queue: its own thresholds (migration 18) only help if the
+    // launcher looks often (docs/dispatch.md, "The queue table").
+    settings.push_str("autovacuum_naptime = '5s'\n");
     if ephemeral {
         settings.push_str("fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n");
         // A test that ends while one of its pools is mid-handshake leaves a backend in

@@ -83,7 +83,11 @@ impl Metrics {
         let nodes = Family::<StateLabel, Gauge>::default();
         registry.register("nodes", "Render nodes by state", nodes.clone());
         let frame_jobs = Family::<StateLabel, Gauge>::default();
-        registry.register("frame_jobs", "Frame chunks by state", frame_jobs.clone());
+        registry.register(
+            "frame_jobs",
+            "Frame chunks in flight by state (pending, leased); finished ones are counted by completions and failures",
+            frame_jobs.clone(),
+        );
         let queue_depth = Family::<TenantLabel, Gauge>::default();
         registry.register("queue_depth", "Pending frame chunks per tenant", queue_depth.clone());
         let acquire_latency = Histogram::new([0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0]);
@@ -224,15 +228,19 @@ impl Metrics {
     pub async fn refresh_gauges(&self, pool: &PgPool) -> Result<(), db::DbError> {
         let mut connection = pool.acquire().await?;
         let nodes = db::nodes::count_by_state(&mut connection).await?;
-        let chunks = db::frame_jobs::count_by_state(&mut connection).await?;
         let queues = db::frame_jobs::tenant_queues(&mut connection).await?;
         self.nodes.clear();
         for (state, count) in nodes {
             self.nodes.get_or_create(&StateLabel { state }).set(count);
         }
+        let (pending, leased) = queues
+            .iter()
+            .fold((0, 0), |(pending, leased), (_, p, l)| (pending + p, leased + l));
         self.frame_jobs.clear();
-        for (state, count) in chunks {
-            self.frame_jobs.get_or_create(&StateLabel { state }).set(count);
+        for (state, count) in [("pending", pending), ("leased", leased)] {
+            self.frame_jobs
+                .get_or_create(&StateLabel { state: state.into() })
+                .set(count);
         }
         self.queue_depth.clear();
         for (tenant, pending, _) in queues {
@@ -245,13 +253,16 @@ impl Metrics {
         Ok(())
     }
 
-    /// Refreshes gauges every few seconds until `shutdown`.
+    /// Refreshes gauges every few seconds until `shutdown`; a slow refresh (a queue of millions)
+    /// spaces the next one out so that refreshing takes at most 2% of the time.
     pub async fn run(self: Arc<Self>, pool: PgPool, shutdown: CancellationToken) {
         loop {
+            let started = tokio::time::Instant::now();
             if let Err(error) = self.refresh_gauges(&pool).await {
                 warn!(%error, "metrics refresh failed");
             }
-            if sleep_or_shutdown(GAUGE_REFRESH, &shutdown).await {
+            let pause = GAUGE_REFRESH.max(started.elapsed() * 50);
+            if sleep_or_shutdown(pause, &shutdown).await {
                 return;
             }
         }

@@ -160,8 +160,9 @@ pub(crate) async fn lagging_jobs(connection: &mut PgConnection, limit: i64) -> R
                     THEN NOT EXISTS (SELECT 1 FROM render.frame_jobs f
                                      WHERE f.tenant_id = j.tenant_id AND f.job_id = j.id AND f.state = 'leased'
                                        AND f.kind = 'render')
-                         AND NOT EXISTS (SELECT 1 FROM render.frame_jobs f
-                                         WHERE f.job_id = j.id AND f.state = 'pending' AND f.kind = 'render')
+                         AND (SELECT f.chunk_index FROM render.frame_jobs f
+                              WHERE f.job_id = j.id AND f.state = 'pending' AND f.kind = 'render'
+                              ORDER BY f.chunk_index LIMIT 1) IS NULL
                     ELSE EXISTS (SELECT 1 FROM render.frame_jobs f
                                  WHERE f.job_id = j.id AND f.kind = 'encode' AND f.state = 'completed') END
          LIMIT $1",

@@ -429,7 +429,7 @@ pub(crate) async fn requeue_leases(
     Ok(rows)
 }
 
-/// Counts of chunks per state and per tenant queue, for metrics and stats.
+/// Chunks by state, the whole table (an ops summary on request, not a periodic gauge).
 pub(crate) async fn count_by_state(connection: &mut PgConnection) -> Result<Vec<(String, i64)>, DbError> {
     let rows = sqlx::query_as("SELECT state, count(*) FROM render.frame_jobs GROUP BY state ORDER BY state")
         .fetch_all(connection)
@@ -437,11 +437,16 @@ pub(crate) async fn count_by_state(connection: &mut PgConnection) -> Result<Vec<
     Ok(rows)
 }
 
-/// Pending and leased chunks per tenant with any.
+/// Pending and leased chunks per tenant with any, read from the two partial indexes that hold
+/// exactly those rows: the cost follows the work in flight, never the table's history.
 pub(crate) async fn tenant_queues(connection: &mut PgConnection) -> Result<Vec<(TenantId, i64, i64)>, DbError> {
     let rows: Vec<(Uuid, i64, i64)> = sqlx::query_as(
-        "SELECT tenant_id, count(*) FILTER (WHERE state = 'pending'), count(*) FILTER (WHERE state = 'leased')
-         FROM render.frame_jobs WHERE state IN ('pending', 'leased') GROUP BY tenant_id ORDER BY tenant_id",
+        "SELECT tenant_id, sum(pending)::int8, sum(leased)::int8
+         FROM (SELECT tenant_id, count(*) AS pending, 0 AS leased FROM render.frame_jobs
+               WHERE state = 'pending' GROUP BY tenant_id
+               UNION ALL
+               SELECT tenant_id, 0, count(*) FROM render.frame_jobs WHERE state = 'leased' GROUP BY tenant_id) q
+         GROUP BY tenant_id ORDER BY tenant_id",
     )
     .fetch_all(connection)
     .await?;
@@ -461,17 +466,29 @@ struct HotTemplateRow {
     pub template_size_bytes: i64,
 }
 
-/// Distinct templates among the first pending chunks in dispatch order (what idle nodes should
-/// fetch before they are asked to render it); a waiting encode needs no template.
+/// The templates of the best-ranked pending chunks, best first (what idle nodes should fetch
+/// before they are asked to render them); a waiting encode needs no template.
 pub(crate) async fn hot_templates(connection: &mut PgConnection, limit: i64) -> Result<Vec<TemplateSpec>, DbError> {
     let rows = sqlx::query_as::<_, HotTemplateRow>(
-        "SELECT DISTINCT ON (head.template_hash) head.template_hash, j.template_id, j.template_version, j.template_url,
-                j.template_size_bytes
-         FROM (SELECT f.template_hash, f.job_id FROM render.frame_jobs f
-               WHERE f.state = 'pending' AND f.kind = 'render'
-               ORDER BY f.priority DESC, f.queued_at LIMIT 200) head
+        // One probe per distinct pending template (a loose scan of frame_jobs_pending_template_idx),
+        // ranked by its best pending chunk: the cost follows the templates waiting, not the chunks.
+        "WITH RECURSIVE templates(hash) AS (
+             (SELECT f.template_hash FROM render.frame_jobs f WHERE f.state = 'pending'
+              ORDER BY f.template_hash LIMIT 1)
+             UNION ALL
+             SELECT (SELECT f.template_hash FROM render.frame_jobs f
+                     WHERE f.state = 'pending' AND f.template_hash > t.hash ORDER BY f.template_hash LIMIT 1)
+             FROM templates t WHERE t.hash IS NOT NULL
+         )
+         SELECT head.template_hash, j.template_id, j.template_version, j.template_url, j.template_size_bytes
+         FROM templates t
+         CROSS JOIN LATERAL (
+             SELECT f.template_hash, f.job_id, f.priority, f.queued_at FROM render.frame_jobs f
+             WHERE f.state = 'pending' AND f.template_hash = t.hash AND f.kind = 'render'
+             ORDER BY f.priority DESC, f.queued_at LIMIT 1) head
          JOIN render.render_jobs j ON j.id = head.job_id
-         ORDER BY head.template_hash
+         WHERE t.hash IS NOT NULL
+         ORDER BY head.priority DESC, head.queued_at
          LIMIT $1",
     )
     .bind(limit)

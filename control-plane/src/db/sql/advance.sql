@@ -19,8 +19,11 @@ WITH job AS MATERIALIZED (
                 WHEN EXISTS (SELECT 1 FROM render.frame_jobs f
                              WHERE f.tenant_id = j.tenant_id AND f.job_id = j.id AND f.state = 'leased'
                                AND f.kind = 'render') THEN false
-                ELSE NOT EXISTS (SELECT 1 FROM render.frame_jobs f
-                                 WHERE f.job_id = j.id AND f.state = 'pending' AND f.kind = 'render') END
+                -- In chunk order, so the plan is the index (frame_jobs_pending_job_idx), never a
+                -- scan of the table from its finished head.
+                ELSE (SELECT f.chunk_index FROM render.frame_jobs f
+                      WHERE f.job_id = j.id AND f.state = 'pending' AND f.kind = 'render'
+                      ORDER BY f.chunk_index LIMIT 1) IS NULL END
                AS all_rendered,
            CASE WHEN j.status IN ('rendered', 'encoding')
                 THEN EXISTS (SELECT 1 FROM render.frame_jobs f

@@ -26,20 +26,18 @@ tenant_load AS (
     FROM pending_tenants p
     LEFT JOIN render.tenant_quotas q ON q.tenant_id = p.tenant_id
     WHERE p.tenant_id IS NOT NULL
-      -- Requirements filter before the ranking window: only tenants with a pending chunk this
-      -- node may run compete for it, so unrunnable work ranked higher cannot hide runnable work.
-      AND EXISTS (
-          SELECT 1 FROM render.render_jobs j
-          WHERE j.tenant_id = p.tenant_id AND j.status IN ('queued', 'rendering', 'rendered', 'encoding')
-            AND EXISTS (
-                SELECT 1 FROM render.frame_jobs f
-                WHERE f.job_id = j.id AND f.state = 'pending'
-                  AND CASE WHEN f.kind = 'encode' THEN $14
-                           ELSE $13 AND (j.required_os IS NULL OR j.required_os = $2)
-                                AND (j.required_ae_version IS NULL OR starts_with($3, j.required_ae_version))
-                                AND j.required_tags <@ $4::text[] END
-                  AND NOT EXISTS (SELECT 1 FROM render.job_bad_nodes b WHERE b.job_id = j.id AND b.node_id = $1
-                                  AND f.updated_at > now() - make_interval(secs => $12))))
+      -- Requirements filter before the ranking window: only tenants with a job this node may
+      -- run compete for it, so unrunnable work ranked higher cannot hide runnable work. Judged
+      -- on the job (its status says which kind of item is pending), never by joining the
+      -- pending chunks: a scalar subquery with LIMIT stays a per-tenant probe, where an EXISTS
+      -- may be planned as a hash join over every pending chunk (issue 13: 150 ms a claim).
+      AND (SELECT true FROM render.render_jobs j
+           WHERE j.tenant_id = p.tenant_id AND j.status IN ('queued', 'rendering', 'rendered', 'encoding')
+             AND CASE WHEN j.status IN ('rendered', 'encoding') THEN $14
+                      ELSE $13 AND (j.required_os IS NULL OR j.required_os = $2)
+                           AND (j.required_ae_version IS NULL OR starts_with($3, j.required_ae_version))
+                           AND j.required_tags <@ $4::text[] END
+           LIMIT 1)
 ),
 eligible AS (
     -- Tenants below their guarantee first, then by priority tier, then the least loaded.
