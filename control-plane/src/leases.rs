@@ -1,5 +1,5 @@
-//! Leases after the claim: renewal (batched across heartbeats), progress, completion, failure
-//! with the per-job bad-node list, and the reaper that requeues expired leases and the work of
+//! Leases after the claim: renewal (batched across heartbeats), progress, failure with the
+//! per-job bad-node list (completions are `crate::completer`'s), and the reaper that requeues expired leases and the work of
 //! silent or past-deadline nodes. Failure semantics are in `docs/failure-semantics.md`.
 
 use std::{
@@ -11,9 +11,7 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use flatrender_proto::types::{
-    CrashClass, FieldError, FrameJobId, JobId, JobStatus, LeaseToken, NodeId, RecoveryAction, TenantId,
-};
+use flatrender_proto::types::{CrashClass, FrameJobId, JobId, LeaseToken, NodeId, RecoveryAction, TenantId};
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -23,7 +21,6 @@ use crate::{
     config::DispatchConfig,
     db::{
         self, DbError,
-        completions::{Completion, CompletionVerdict},
         frame_jobs::{LeaseClaim, LeaseSelector, RequeuedRow, describe_item},
     },
     dispatch::Dispatcher,
@@ -113,73 +110,6 @@ fn stale_lease(frame_job_id: FrameJobId, token: LeaseToken) -> ControlPlaneError
     ControlPlaneError::FailedPrecondition(format!(
         "lease {token} on frame job {frame_job_id} is not live (expired, requeued or cancelled)"
     ))
-}
-
-/// Records finished chunks, each judged on its own fencing token, then advances their jobs.
-///
-/// Two statements, each its own transaction (docs/dispatch.md, "Completions"): the first
-/// records the chunks and nothing else, the second, once that has committed, moves their jobs
-/// on. If the second fails, or this control plane dies in between, the completions stand and
-/// the reaper's next pass advances the jobs ([`Reaper::pass`]).
-pub async fn complete(
-    pool: &PgPool,
-    node_id: NodeId,
-    completions: &[Completion],
-    metrics: &Metrics,
-) -> ControlPlaneResult<Vec<(FrameJobId, CompletionVerdict)>> {
-    let mut connection = pool.acquire().await?;
-    let db::completions::CompletionOutcome {
-        verdicts,
-        jobs,
-        invalid,
-    } = db::completions::complete(&mut connection, node_id, completions).await?;
-    if let Some(&index) = invalid.first() {
-        // The statement recorded nothing of this request.
-        return Err(FieldError::new(
-            format!("chunks[{index}].export"),
-            "is required for an encode item and must be unset for a chunk of frames",
-        )
-        .into());
-    }
-    for (frame_job_id, verdict) in &verdicts {
-        metrics.completion(*verdict);
-        match verdict {
-            CompletionVerdict::Accepted => info!(%frame_job_id, %node_id, "chunk completed"),
-            CompletionVerdict::Duplicate => {
-                info!(%frame_job_id, %node_id, "chunk completion redelivered; already recorded")
-            }
-            CompletionVerdict::Stale => warn!(%frame_job_id, %node_id, "completion for a lost lease discarded"),
-            CompletionVerdict::JobEnded => {
-                warn!(%frame_job_id, %node_id, "completion discarded: the job was cancelled or failed meanwhile")
-            }
-        }
-    }
-    if !jobs.is_empty() {
-        match advance_jobs(&mut connection, &jobs).await {
-            Ok(()) => {}
-            // Recorded is recorded: the node is told so, and the reaper advances the jobs.
-            Err(error) => warn!(%error, ?jobs, "cannot advance jobs after a completion; the reaper will"),
-        }
-    }
-    Ok(verdicts)
-}
-
-/// Advances jobs whose work items completed, logging what changed and waking nodes for queued
-/// encodes.
-async fn advance_jobs(connection: &mut PgConnection, jobs: &[JobId]) -> Result<(), DbError> {
-    let advanced = db::completions::advance(connection, jobs).await?;
-    if advanced.iter().any(|job| job.encode_queued) {
-        db::frame_jobs::notify_work(connection).await?;
-    }
-    for job in advanced {
-        let job_id = job.job_id;
-        if job.encode_queued {
-            info!(%job_id, "every frame rendered; encode queued");
-        } else if job.status == JobStatus::Completed {
-            info!(%job_id, "job completed");
-        }
-    }
-    Ok(())
 }
 
 /// A failure report from a node.
@@ -443,14 +373,14 @@ impl Reaper {
     }
 
     /// Advances jobs whose status lags their chunks: a control plane died (or lost the
-    /// database) between recording a completion and advancing its job ([`complete`]). A
+    /// database) between recording a completion and advancing its job (`crate::completer`). A
     /// completion racing this pass is harmless: advancing is idempotent.
     pub async fn advance_lagging_jobs(&self) -> ControlPlaneResult<usize> {
         let mut connection = self.pool.acquire().await?;
         let lagging = db::completions::lagging_jobs(&mut connection, REAP_BATCH).await?;
         if !lagging.is_empty() {
             info!(jobs = lagging.len(), "advancing jobs a completion left behind");
-            advance_jobs(&mut connection, &lagging).await?;
+            crate::completer::advance_jobs(&mut connection, &lagging).await?;
         }
         Ok(lagging.len())
     }

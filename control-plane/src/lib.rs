@@ -7,8 +7,10 @@
 //! - `jobs`: submission (chunking), reads with progress/ETA, cancel, retry.
 //! - `dispatch`: fair, cache-affine claims of chunks and encode items (to nodes that can do
 //!   them) under leases; wake-ups of long-polling nodes.
-//! - `leases`: renewal, progress, completion (a video's last chunk queues its encode, the
-//!   encode's export completes the job), failure, and the reaper.
+//! - `completer`: completions recorded in batches, then their jobs advanced (a video's last
+//!   chunk queues its encode, the encode's export completes the job).
+//! - `leases`: renewal, progress, failure, and the reaper (which also advances jobs a
+//!   completion left behind).
 //! - `retention`: finished jobs' frames removed from their nodes after the retention time.
 //! - `nodes`: registration, node state machine, coalesced liveness.
 //! - `health`: batched health-sample ingestion. `partitions`: monthly partition upkeep.
@@ -22,6 +24,7 @@
 
 pub(crate) mod api;
 pub mod auth;
+pub(crate) mod completer;
 pub mod config;
 pub mod db;
 pub(crate) mod dispatch;

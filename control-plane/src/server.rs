@@ -86,6 +86,7 @@ pub async fn run(
         nodes: nodes.clone(),
         dispatcher: dispatcher.clone(),
         renewer: LeaseRenewer::start(pool.clone(), config.dispatch.lease_ttl()),
+        completer: crate::completer::Completer::start(pool.clone(), Arc::clone(&metrics)),
         health,
         metrics: metrics.clone(),
         readiness: readiness.clone(),

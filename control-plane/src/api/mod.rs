@@ -47,6 +47,8 @@ pub struct AppState {
     pub dispatcher: Arc<Dispatcher>,
     /// Batched lease renewal.
     pub renewer: LeaseRenewer,
+    /// Records completions in batches.
+    pub completer: crate::completer::Completer,
     /// Health-sample queue.
     pub health: HealthIngest,
     /// Metrics.

@@ -46,15 +46,32 @@ pub struct ExportReport {
     pub audio_codec: String,
 }
 
+/// One reported item of a batch of completion requests.
+pub struct BatchItem<'a> {
+    /// The request it came in (requests are recorded whole or, when invalid, not at all).
+    pub request: i32,
+    /// The node that reported it.
+    pub node_id: NodeId,
+    /// What it reported.
+    pub completion: &'a Completion,
+}
+
+/// How one reported item was judged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Judgement {
+    /// A verdict the node is told.
+    Verdict(CompletionVerdict),
+    /// Its export did not match its kind: nothing of its request was recorded.
+    Invalid,
+}
+
 /// What one `complete` call did.
 #[derive(Debug, Default)]
 pub struct CompletionOutcome {
-    /// A verdict per input, in input order.
-    pub verdicts: Vec<(FrameJobId, CompletionVerdict)>,
+    /// A judgement per input, in input order.
+    pub judgements: Vec<(FrameJobId, Judgement)>,
     /// The jobs of the accepted items, each once, for [`advance`].
     pub jobs: Vec<JobId>,
-    /// Inputs whose export did not match their kind (index into the input): nothing was recorded.
-    pub invalid: Vec<usize>,
 }
 
 /// How a completion was judged.
@@ -71,20 +88,22 @@ pub enum CompletionVerdict {
     JobEnded,
 }
 
-/// Completes work items in one statement (`sql/complete.sql`) that records everything or, when
-/// `invalid` is not empty, nothing. Run [`advance`] on the returned jobs after it commits.
+/// Completes the items of one or more requests in one statement (`sql/complete.sql`): each
+/// request is recorded whole or, when one of its items is invalid, not at all. Run [`advance`]
+/// on the returned jobs after it commits.
 pub(crate) async fn complete(
     connection: &mut PgConnection,
-    node_id: NodeId,
-    completions: &[Completion],
+    items: &[BatchItem<'_>],
 ) -> Result<CompletionOutcome, DbError> {
-    let ids: Vec<Uuid> = completions.iter().map(|c| c.frame_job_id.as_uuid()).collect();
-    let tokens: Vec<i64> = completions.iter().map(|c| c.token.get()).collect();
-    let outputs: Vec<serde_json::Value> = completions.iter().map(|c| c.outputs.clone()).collect();
-    let seconds: Vec<f64> = completions.iter().map(|c| c.render_seconds).collect();
-    let exports: Vec<Option<serde_json::Value>> = completions
+    let ids: Vec<Uuid> = items.iter().map(|i| i.completion.frame_job_id.as_uuid()).collect();
+    let tokens: Vec<i64> = items.iter().map(|i| i.completion.token.get()).collect();
+    let outputs: Vec<serde_json::Value> = items.iter().map(|i| i.completion.outputs.clone()).collect();
+    let seconds: Vec<f64> = items.iter().map(|i| i.completion.render_seconds).collect();
+    let nodes: Vec<Uuid> = items.iter().map(|i| i.node_id.as_uuid()).collect();
+    let requests: Vec<i32> = items.iter().map(|i| i.request).collect();
+    let exports: Vec<Option<serde_json::Value>> = items
         .iter()
-        .map(|c| c.export.as_ref().map(serde_json::to_value).transpose())
+        .map(|i| i.completion.export.as_ref().map(serde_json::to_value).transpose())
         .collect::<Result<_, _>>()
         .map_err(|error| DbError::Other(sqlx::Error::Encode(error.into())))?;
     let rows: Vec<(Uuid, String, Option<Uuid>)> = sqlx::query_as(include_str!("sql/complete.sql"))
@@ -92,23 +111,21 @@ pub(crate) async fn complete(
         .bind(tokens)
         .bind(outputs)
         .bind(seconds)
-        .bind(node_id.as_uuid())
+        .bind(nodes)
         .bind(exports)
+        .bind(requests)
         .fetch_all(connection)
         .await?;
     let mut outcome = CompletionOutcome::default();
-    for (index, (id, verdict, job)) in rows.into_iter().enumerate() {
-        let verdict = match verdict.as_str() {
-            "accepted" => CompletionVerdict::Accepted,
-            "duplicate" => CompletionVerdict::Duplicate,
-            "job_ended" => CompletionVerdict::JobEnded,
-            "invalid" => {
-                outcome.invalid.push(index);
-                CompletionVerdict::Stale
-            }
-            _ => CompletionVerdict::Stale,
+    for (id, verdict, job) in rows {
+        let judgement = match verdict.as_str() {
+            "accepted" => Judgement::Verdict(CompletionVerdict::Accepted),
+            "duplicate" => Judgement::Verdict(CompletionVerdict::Duplicate),
+            "job_ended" => Judgement::Verdict(CompletionVerdict::JobEnded),
+            "invalid" => Judgement::Invalid,
+            _ => Judgement::Verdict(CompletionVerdict::Stale),
         };
-        outcome.verdicts.push((FrameJobId::from_uuid(id), verdict));
+        outcome.judgements.push((FrameJobId::from_uuid(id), judgement));
         if let Some(job) = job.map(JobId::from_uuid)
             && !outcome.jobs.contains(&job)
         {

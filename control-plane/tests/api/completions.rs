@@ -6,7 +6,7 @@
 
 use flatrender_proto::{pb, types::TenantId};
 
-use crate::support::{Farm, TestNode, authed, completed_chunk, eventually, job_request};
+use crate::support::{Farm, TestNode, authed, completed_chunk, eventually, export_of, job_request, names_field};
 
 /// Nodes, one chunk each.
 const NODES: usize = 6;
@@ -125,4 +125,74 @@ async fn the_reaper_advances_a_job_a_completion_left_behind() {
     );
     // The lease it held ended with the chunk: a late report is a duplicate, not a second completion.
     assert_eq!(node.complete(&assignment).await, pb::CompletionOutcome::Duplicate);
+}
+
+/// Completions arriving together are recorded together, but judged per request: a request with
+/// an invalid item (a chunk reported with an export) records nothing and is refused naming the
+/// item, while the requests beside it in the same batch are recorded.
+#[tokio::test]
+async fn requests_recorded_together_are_judged_apart() {
+    let farm = Farm::start().await;
+    let mut nodes = Vec::new();
+    for index in 0..NODES {
+        nodes.push(farm.register(&format!("node-{index}"), &[]).await);
+    }
+    for round in 0..3 {
+        let job = submit(&farm, "png_sequence").await;
+        let mut leased = Vec::new();
+        for node in nodes.iter_mut() {
+            let assignment = node.acquire(1).await.remove(0);
+            leased.push((node.client.clone(), node.token.clone(), assignment));
+        }
+        let refused = leased[0].2.clone();
+        let start = std::sync::Arc::new(tokio::sync::Barrier::new(NODES));
+        let calls = leased
+            .into_iter()
+            .enumerate()
+            .map(|(index, (mut client, token, assignment))| {
+                let start = start.clone();
+                async move {
+                    let mut chunk = completed_chunk(&assignment);
+                    if index == 0 {
+                        chunk.export = Some(export_of(&assignment));
+                    }
+                    start.wait().await;
+                    let result = client
+                        .complete_work(authed(pb::CompleteWorkRequest { chunks: vec![chunk] }, &token))
+                        .await;
+                    (assignment.frame_job_id, result)
+                }
+            });
+        let results = futures_join_all(calls).await;
+        for (index, (frame_job_id, result)) in results.into_iter().enumerate() {
+            if index == 0 {
+                let status = result.expect_err("a chunk with an export is refused");
+                assert_eq!(status.code(), tonic::Code::InvalidArgument, "round {round}");
+                assert!(names_field(&status, "chunks[0].export"), "round {round}: {status:?}");
+                let state = farm
+                    .count(&format!(
+                        "SELECT count(*) FROM render.frame_jobs WHERE id = '{frame_job_id}' AND state = 'leased'"
+                    ))
+                    .await;
+                assert_eq!(state, 1, "round {round}: the refused chunk stays leased");
+            } else {
+                let outcome = result.expect("complete").into_inner().results[0].outcome();
+                assert_eq!(outcome, pb::CompletionOutcome::Accepted, "round {round}");
+            }
+        }
+        let view = farm.job(&job.id).await;
+        assert_eq!(
+            view.progress.unwrap().chunks_completed,
+            NODES as i32 - 1,
+            "round {round}"
+        );
+        assert_eq!(view.status(), pb::JobStatus::Rendering, "round {round}");
+        // Reported properly, the refused chunk completes the job.
+        assert_eq!(nodes[0].complete(&refused).await, pb::CompletionOutcome::Accepted);
+        assert_eq!(
+            farm.job(&job.id).await.status(),
+            pb::JobStatus::Completed,
+            "round {round}"
+        );
+    }
 }

@@ -200,7 +200,7 @@ pub(super) async fn complete_work(
                 .transpose()?,
         });
     }
-    let verdicts = leases::complete(&state.pool, node_id, &completions, &state.metrics).await?;
+    let verdicts = state.completer.complete(node_id, completions).await?;
     let results = verdicts
         .into_iter()
         .map(|(frame_job_id, verdict)| pb::CompletionResult {

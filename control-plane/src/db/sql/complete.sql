@@ -1,18 +1,20 @@
--- Completes leased work items reported by node $5, in one statement that takes no job lock: the
--- jobs advance in a second statement once this one has committed (advance.sql), so nodes
--- finishing chunks of the same job never queue on its row (docs/dispatch.md, "Completions").
--- Input arrays: $1 frame job ids, $2 fencing tokens, $3 outputs (jsonb), $4 render seconds,
--- $6 exports (jsonb, NULL for a chunk of frames: see `ExportReport`).
+-- Completes leased work items reported by nodes, several requests at once (the completer batches
+-- concurrent CompleteWork calls), in one statement that takes no job lock: the jobs advance in a
+-- second statement once this one has committed (advance.sql), so nodes finishing chunks of the
+-- same job never queue on its row (docs/dispatch.md, "Completions").
+-- Input arrays, one element per reported item: $1 frame job ids, $2 fencing tokens, $3 outputs
+-- (jsonb), $4 render seconds, $5 the reporting node, $6 exports (jsonb, NULL for a chunk of
+-- frames: see `ExportReport`), $7 the request it came in.
 -- Returns per input, in input order: its id, a verdict, and its job when accepted. Verdicts:
 -- 'accepted' | 'duplicate' | 'stale' (lease lost) | 'job_ended' (lease lost because the job was
 -- cancelled or failed) | 'invalid' (an encode reported without its export, or a chunk with one:
--- then nothing of the request is recorded).
+-- then nothing of that request is recorded).
 WITH input AS (
-    SELECT i.id, i.token, i.outputs, i.seconds, i.export, i.n,
-           -- The same chunk and token twice in one request counts once; the rest are duplicates.
+    SELECT i.id, i.token, i.outputs, i.seconds, i.export, i.node, i.request, i.n,
+           -- The same chunk and token twice counts once; the rest are duplicates.
            row_number() OVER (PARTITION BY i.id, i.token ORDER BY i.n) = 1 AS first
-    FROM unnest($1::uuid[], $2::int8[], $3::jsonb[], $4::float8[], $6::jsonb[])
-         WITH ORDINALITY AS i(id, token, outputs, seconds, export, n)
+    FROM unnest($1::uuid[], $2::int8[], $3::jsonb[], $4::float8[], $6::jsonb[], $5::uuid[], $7::int4[])
+         WITH ORDINALITY AS i(id, token, outputs, seconds, export, node, request, n)
 ),
 locked AS (
     -- Chunks in id order, the one order every statement locks chunks in (jobs, when a statement
@@ -25,7 +27,7 @@ locked AS (
     FOR NO KEY UPDATE
 ),
 invalid AS (
-    SELECT i.n
+    SELECT i.n, i.request
     FROM input i
     JOIN locked l ON l.id = i.id AND l.lease_token = i.token AND l.state = 'leased'
     WHERE (l.kind = 'encode') <> (i.export IS NOT NULL)
@@ -42,14 +44,14 @@ done AS (
         render_seconds = i.seconds,
         updated_at = now()
     FROM input i, locked l
-    WHERE i.first AND l.id = i.id AND f.id = l.id AND l.lease_token = i.token AND l.lease_node_id = $5
-      AND l.state = 'leased' AND NOT EXISTS (SELECT 1 FROM invalid)
-    RETURNING f.id, f.job_id, f.tenant_id, f.lease_token, f.kind
+    WHERE i.first AND l.id = i.id AND f.id = l.id AND l.lease_token = i.token AND l.lease_node_id = i.node
+      AND l.state = 'leased' AND NOT EXISTS (SELECT 1 FROM invalid v WHERE v.request = i.request)
+    RETURNING f.id, f.job_id, f.tenant_id, f.lease_token, f.kind, f.lease_node_id
 ),
 recovered AS (
-    -- Work done: the node's open crashes count as recovered.
+    -- Work done: the nodes' open crashes count as recovered.
     UPDATE render.node_crashes c SET recovered_at = now()
-    WHERE c.node_id = $5 AND c.recovered_at IS NULL AND EXISTS (SELECT 1 FROM done)
+    WHERE c.node_id IN (SELECT d.lease_node_id FROM done d) AND c.recovered_at IS NULL
 ),
 exported AS (
     -- The encode's video, recorded with its completion; advance.sql then completes the job.
